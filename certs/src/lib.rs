@@ -1,0 +1,2 @@
+//! weft's certificates. Stub: being written.
+#![forbid(unsafe_code)]

@@ -1,0 +1,1 @@
+//! Network-namespace test rig. Stub: being written (issue 4).

@@ -1,0 +1,1 @@
+//! weft end-to-end harness. Stub: being written (issue 3).

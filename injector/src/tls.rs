@@ -1,0 +1,1 @@
+//! Stub: being written (see docs/architecture.md).

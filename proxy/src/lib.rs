@@ -1,0 +1,2 @@
+//! weft's sidecar proxy. Stub: being written (issue 4).
+#![forbid(unsafe_code)]

@@ -1,0 +1,2 @@
+//! weft's Kubernetes manifests. Stub: being written.
+#![forbid(unsafe_code)]
