@@ -1,2 +1,27 @@
-//! weft's Kubernetes manifests. Stub: being written.
+//! weft's Kubernetes manifests: the control-plane namespace, the injector's
+//! RBAC, Deployment, Service and PodDisruptionBudget, its serving
+//! certificate (a Secret, or cert-manager resources), and the
+//! `MutatingWebhookConfiguration` that sends new pods to it.
+//!
+//! The manifests are YAML templates in `manifests/`, embedded in the binary
+//! and rendered by [`render`] into one stream for `kubectl apply -f -`.
+//! Every option is validated, and substitution happens on parsed YAML, so no
+//! value can change a document's structure. Making certificates is
+//! `weft-certs`'s job; printing the result is `weft install`'s.
 #![forbid(unsafe_code)]
+#![deny(rust_2018_idioms)]
+
+mod error;
+mod options;
+mod render;
+mod template;
+mod validate;
+
+pub use error::Error;
+pub use options::{
+    DEFAULT_LOG_LEVEL, DEFAULT_NAMESPACE, DEFAULT_REPLICAS, DEFAULT_TIMEOUT_SECONDS,
+    DEFAULT_TRUST_DOMAIN, FailurePolicy, HA_REPLICAS, IMAGE_REGISTRY, INJECTOR_NAME, RenderOptions,
+    TLS_SECRET_NAME, Tls, VERSION, WEBHOOK_NAME, WebhookTarget, default_injector_image,
+    default_proxy_image, image,
+};
+pub use render::{render, render_documents};
