@@ -19,8 +19,15 @@ fmt:
 bench:
 	$(CARGO) bench -p weft-injector
 
+# Until the local cluster lands, the demo shows what the injector does to a
+# sample app: the injected objects, the report, and the patch of one workload.
 demo:
-	@echo "make demo: not written yet" && false
+	$(CARGO) build -q -p weft-cli
+	@echo "== weft inject examples/emojivoto.yml (report on stderr, objects on stdout)"
+	./target/debug/weft inject examples/emojivoto.yml > .demo-injected.yml
+	@echo "== injected objects written to .demo-injected.yml"
+	@echo "== the JSON patch weft applies to deployment/web"
+	./target/debug/weft inject --patch examples/emojivoto.yml 2>/dev/null | python3 -c 'import json,sys; [print(json.dumps(w, indent=2)) for w in json.load(sys.stdin) if w["name"] == "web"]' 
 
 # Targets of the end-to-end cluster (issue 3) and the proxy (issue 4).
 -include e2e/e2e.mk
