@@ -1,1 +1,36 @@
-//! weft end-to-end harness. Stub: being written (issue 3).
+//! weft's end-to-end harness: a real Kubernetes control plane on loopback,
+//! built from source and started per test, without Docker.
+//!
+//! [`Cluster`] builds etcd, kube-apiserver, kube-controller-manager and
+//! kubectl from the Go modules under `e2e/go/` (once; cached in `e2e/.bin/`),
+//! generates the cluster's PKI, starts the three components on free loopback
+//! ports, waits until a pod could be created, and stops everything when
+//! dropped, even during a panic. There is no node: pods stay `Pending`, which
+//! is all an admission webhook's tests need. The network-namespace rig for
+//! running pods lives in `e2e/rig/` (crate `weft-testrig`).
+#![forbid(unsafe_code)]
+#![deny(rust_2018_idioms)]
+
+pub mod audit;
+pub mod bins;
+pub mod cluster;
+pub mod error;
+pub mod flags;
+pub mod http;
+pub mod injector;
+pub mod kubeconfig;
+pub mod kubectl;
+pub mod pki;
+pub mod ports;
+pub mod process;
+pub mod prom;
+pub mod state;
+pub mod wait;
+pub mod webhook;
+
+pub use bins::Binaries;
+pub use cluster::{Cluster, ClusterOptions};
+pub use error::{Error, Result};
+pub use injector::{Injector, Profile};
+pub use kubectl::{Kubectl, KubectlOutput};
+pub use process::Lifetime;

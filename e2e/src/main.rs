@@ -1,0 +1,102 @@
+//! `weft-e2e`: the local cluster for a person. `up` starts it in the
+//! background and prints how to point kubectl at it; `down` stops it;
+//! `status` says whether it runs; `bins` only builds the binaries.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use weft_e2e::Binaries;
+use weft_e2e::state::{self, ClusterState};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "weft-e2e",
+    about = "weft's local Kubernetes control plane",
+    version
+)]
+struct Cli {
+    /// Folder of the cluster (kubeconfig, certificates, logs, etcd data).
+    #[arg(long, env = "WEFT_E2E_CLUSTER_DIR", default_value_os_t = default_dir())]
+    dir: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Start the cluster in the background (builds the binaries first).
+    Up,
+    /// Stop the cluster and remove its folder.
+    Down,
+    /// Say whether the cluster is running.
+    Status,
+    /// Build etcd, kube-apiserver, kube-controller-manager and kubectl.
+    Bins,
+}
+
+fn default_dir() -> PathBuf {
+    weft_e2e::bins::crate_dir().join(".cluster")
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Up => {
+            let started = tokio::time::Instant::now();
+            let state = state::up(&cli.dir).await.context("starting the cluster")?;
+            let bin_dir = Binaries::default_dir();
+            println!(
+                "weft-e2e: cluster up in {:.1}s at {} (logs in {})",
+                started.elapsed().as_secs_f64(),
+                state.server,
+                state.dir.display()
+            );
+            println!("There is no node: pods stay Pending.");
+            println!(
+                "Point kubectl at it (kubectl from the same release is in {}):",
+                bin_dir.display()
+            );
+            println!("export KUBECONFIG={}", state.kubeconfig.display());
+            println!("Stop it with: make cluster-down");
+        }
+        Command::Down => {
+            if state::down(&cli.dir).context("stopping the cluster")? {
+                println!(
+                    "weft-e2e: cluster stopped and {} removed",
+                    cli.dir.display()
+                );
+            } else {
+                println!("weft-e2e: no cluster in {}", cli.dir.display());
+            }
+        }
+        Command::Status => match ClusterState::load(&cli.dir)? {
+            Some(state) => {
+                let running = state.running();
+                for c in &state.components {
+                    let up = running.iter().any(|r| r.pid == c.pid);
+                    println!(
+                        "{:<24} pid {:<8} {}",
+                        c.name,
+                        c.pid,
+                        if up { "running" } else { "stopped" }
+                    );
+                }
+                println!("export KUBECONFIG={}", state.kubeconfig.display());
+                if running.len() != state.components.len() {
+                    anyhow::bail!("the cluster in {} is not fully running", cli.dir.display());
+                }
+            }
+            None => anyhow::bail!("no cluster in {}", cli.dir.display()),
+        },
+        Command::Bins => {
+            let bins = tokio::task::spawn_blocking(Binaries::ensure).await??;
+            println!(
+                "{}",
+                bins.kubectl.parent().unwrap_or(&bins.kubectl).display()
+            );
+        }
+    }
+    Ok(())
+}
