@@ -12,10 +12,15 @@
 #![deny(rust_2018_idioms)]
 
 pub mod config;
+pub mod containers;
 pub mod decision;
+pub mod digest;
 pub mod overrides;
 pub mod plan;
 pub mod ports;
+pub mod quantity;
+pub mod report;
+pub mod values;
 
 pub mod admission;
 pub mod metrics;

@@ -1,5 +1,233 @@
 //! `weft-injector`: the mutating admission webhook server.
+//!
+//! Thin on purpose: read the flags (each also from its env var, see
+//! `docs/architecture.md`), start the namespace watch and the certificate
+//! reloader, and serve until SIGTERM. Everything else lives in the library.
 
-fn main() -> anyhow::Result<()> {
-    anyhow::bail!("weft-injector: server not written yet")
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::Parser;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject as _;
+use weft_injector::InjectorConfig;
+use weft_injector::config::PROXY_VERSION;
+use weft_injector::metrics::Metrics;
+use weft_injector::namespaces::{self, KubeNamespaces};
+use weft_injector::server::{AppState, Limits, Server};
+use weft_injector::tls::{self, CertReloader, CertResolver};
+
+/// weft's mutating admission webhook: injects the weft proxy into pods.
+#[derive(Debug, Parser)]
+#[command(name = "weft-injector", version)]
+struct Args {
+    /// HTTPS address: /mutate, /healthz, /readyz.
+    #[arg(long, env = "WEFT_INJECTOR_LISTEN", default_value = "0.0.0.0:8443")]
+    listen: SocketAddr,
+    /// Plain HTTP address: /metrics, /healthz, /readyz (probes, Prometheus).
+    #[arg(
+        long,
+        env = "WEFT_INJECTOR_ADMIN_LISTEN",
+        default_value = "0.0.0.0:9995"
+    )]
+    admin_listen: SocketAddr,
+    /// Serving certificate chain (PEM), reloaded when it changes.
+    #[arg(
+        long,
+        env = "WEFT_INJECTOR_TLS_CERT_FILE",
+        default_value = "/var/run/weft/tls/tls.crt"
+    )]
+    tls_cert_file: PathBuf,
+    /// The serving certificate's private key (PEM).
+    #[arg(
+        long,
+        env = "WEFT_INJECTOR_TLS_KEY_FILE",
+        default_value = "/var/run/weft/tls/tls.key"
+    )]
+    tls_key_file: PathBuf,
+    /// Default proxy image.
+    #[arg(long, env = "WEFT_INJECTOR_PROXY_IMAGE", default_value_t = default_proxy_image())]
+    proxy_image: String,
+    /// Never injected; written to the weft.dev/control-plane-ns label.
+    #[arg(
+        long,
+        env = "WEFT_INJECTOR_CONTROL_PLANE_NAMESPACE",
+        default_value = "weft"
+    )]
+    control_plane_namespace: String,
+    /// SPIFFE trust domain (WEFT_PROXY_IDENTITY_TRUST_DOMAIN).
+    #[arg(
+        long,
+        env = "WEFT_INJECTOR_TRUST_DOMAIN",
+        default_value = "cluster.local"
+    )]
+    trust_domain: String,
+    /// Identity address (default weft-identity.<control-plane-ns>.svc.cluster.local:8080).
+    #[arg(long, env = "WEFT_INJECTOR_IDENTITY_ADDR")]
+    identity_addr: Option<String>,
+    /// Destination address (default weft-destination.<control-plane-ns>.svc.cluster.local:8086).
+    #[arg(long, env = "WEFT_INJECTOR_DESTINATION_ADDR")]
+    destination_addr: Option<String>,
+    /// PEM bundle written to WEFT_PROXY_TRUST_ANCHORS.
+    #[arg(long, env = "WEFT_INJECTOR_TRUST_ANCHORS_FILE")]
+    trust_anchors_file: Option<PathBuf>,
+    /// Default sidecar mode: native (true) or classic (false).
+    #[arg(
+        long,
+        env = "WEFT_INJECTOR_NATIVE_SIDECAR",
+        default_value_t = true,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set
+    )]
+    native_sidecar: bool,
+    /// Kubeconfig for the namespace watch (default: in-cluster, else ~/.kube/config).
+    #[arg(long, env = "KUBECONFIG")]
+    kubeconfig: Option<String>,
+    /// Tracing filter (levels or target=level directives).
+    #[arg(long, env = "WEFT_INJECTOR_LOG", default_value = "info")]
+    log: String,
+}
+
+fn default_proxy_image() -> String {
+    format!("ghcr.io/weft-dev/weft-proxy:{PROXY_VERSION}")
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let filter = tracing_subscriber::EnvFilter::try_new(&args.log)
+        .with_context(|| format!("invalid --log filter {:?}", args.log))?;
+    // Logs go to stderr; colours only when a person is watching.
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+
+    let config = injector_config(&args)?;
+    let metrics = Arc::new(Metrics::new());
+
+    // A missing certificate is not fatal: cert-manager may not have issued
+    // it yet. The server stays unready until the reloader finds one.
+    let certs = Arc::new(CertResolver::new());
+    let mut reloader = CertReloader::new(
+        &args.tls_cert_file,
+        &args.tls_key_file,
+        certs.clone(),
+        metrics.clone(),
+    );
+    let _ = reloader.poll().await;
+    tokio::spawn(reloader.run(tls::DEFAULT_RELOAD_INTERVAL));
+
+    let client = kube_client(args.kubeconfig.as_deref()).await?;
+    let namespaces = KubeNamespaces::spawn(client, namespaces::DEFAULT_MISS_TIMEOUT);
+
+    let limits = Limits::default();
+    let state = AppState::new(
+        config,
+        Arc::new(namespaces),
+        certs.clone(),
+        metrics,
+        &limits,
+    );
+    let tls = Arc::new(tls::server_config(certs)?);
+    let server = Server::bind(args.listen, args.admin_listen, state, tls, limits).await?;
+    tracing::info!(
+        listen = %server.https_addr()?,
+        admin = %server.admin_addr()?,
+        version = PROXY_VERSION,
+        "weft-injector serving"
+    );
+    server.serve(shutdown_signal()).await;
+    Ok(())
+}
+
+/// The planner's configuration from the flags.
+fn injector_config(args: &Args) -> anyhow::Result<InjectorConfig> {
+    let mut config = InjectorConfig::new(&args.control_plane_namespace, &args.trust_domain)
+        .with_proxy_image(&args.proxy_image)
+        .with_native_sidecar(args.native_sidecar);
+    if let Some(addr) = &args.identity_addr {
+        config.identity_addr = addr.clone();
+    }
+    if let Some(addr) = &args.destination_addr {
+        config.destination_addr = addr.clone();
+    }
+    if let Some(path) = &args.trust_anchors_file {
+        let pem = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read --trust-anchors-file {}", path.display()))?;
+        // Catch a wrong file here rather than in every proxy of the mesh.
+        let anchors = CertificateDer::pem_slice_iter(pem.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .with_context(|| format!("--trust-anchors-file {} is not PEM", path.display()))?;
+        anyhow::ensure!(
+            !anchors.is_empty(),
+            "--trust-anchors-file {} holds no certificate",
+            path.display()
+        );
+        config = config.with_trust_anchors(pem);
+    }
+    Ok(config)
+}
+
+/// A client for the API server: `--kubeconfig` (or `KUBECONFIG`, a list of
+/// files merged in order), else the in-cluster service account, else
+/// `~/.kube/config`.
+async fn kube_client(kubeconfig: Option<&str>) -> anyhow::Result<kube::Client> {
+    let options = KubeConfigOptions::default();
+    let config = match kubeconfig.filter(|paths| !paths.is_empty()) {
+        Some(paths) => {
+            let mut merged: Option<Kubeconfig> = None;
+            for path in std::env::split_paths(paths) {
+                let file = Kubeconfig::read_from(&path)
+                    .with_context(|| format!("cannot read kubeconfig {}", path.display()))?;
+                merged = Some(match merged {
+                    Some(merged) => merged.merge(file)?,
+                    None => file,
+                });
+            }
+            let merged = merged.context("--kubeconfig names no file")?;
+            kube::Config::from_custom_kubeconfig(merged, &options).await?
+        }
+        None => match kube::Config::incluster() {
+            Ok(config) => config,
+            Err(in_cluster) => {
+                kube::Config::from_kubeconfig(&options)
+                    .await
+                    .with_context(|| {
+                        format!("not in a cluster ({in_cluster}) and no usable ~/.kube/config")
+                    })?
+            }
+        },
+    };
+    Ok(kube::Client::try_from(config)?)
+}
+
+/// Resolves on SIGTERM (the kubelet stopping the pod) or Ctrl-C.
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    let interrupt = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::error!(%error, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        () = terminate => tracing::info!("SIGTERM"),
+        () = interrupt => tracing::info!("interrupted"),
+    }
 }
