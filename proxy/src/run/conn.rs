@@ -1,0 +1,108 @@
+//! One accepted connection, from detection to the end: choose the protocol,
+//! account the connection in the TCP metrics, then hand it to the HTTP or
+//! the opaque TCP layer.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tokio::net::TcpStream;
+
+use super::Shared;
+use super::connect::Dial;
+use super::context::{ConnContext, Protocol, TlsStatus};
+use super::detect::{self, Detection};
+use super::http;
+use super::http::service::ProxyService;
+use super::http::upstream::{Upstream, Version};
+use super::io::{CountingIo, PrefixedIo};
+use super::tcp;
+
+/// Proxies one accepted connection until it closes.
+pub async fn handle(mut stream: TcpStream, mut ctx: ConnContext, shared: Arc<Shared>) {
+    // Connect upstream now: a server that speaks first is heard during
+    // detection, and an HTTP client's first request finds the connection up.
+    let dial = Dial::start(ctx.target, shared.connect_timeout);
+    let (detection, dial) = if shared.opaque_ports.contains(ctx.orig_dst.port()) {
+        let detection = Detection {
+            protocol: Protocol::Opaque,
+            client_prefix: Bytes::new(),
+            server_prefix: Bytes::new(),
+            reason: "opaque port",
+        };
+        (detection, dial)
+    } else {
+        match detect::detect(&mut stream, dial, shared.detect_timeouts).await {
+            Ok(found) => found,
+            Err(e) => {
+                // Reset or error before a protocol was known: nothing to forward.
+                let _tcp = shared
+                    .metrics
+                    .open_connection(shared.metrics.tcp_labels(&ctx));
+                tracing::debug!(client = %ctx.client, error = %e, "connection failed during detection");
+                return;
+            }
+        }
+    };
+    if detection.protocol == Protocol::Tls {
+        ctx.tls = TlsStatus::Passthrough;
+    }
+    tracing::debug!(
+        direction = ctx.direction.as_str(),
+        client = %ctx.client,
+        target = %ctx.target,
+        protocol = ?detection.protocol,
+        reason = detection.reason,
+        "detected"
+    );
+
+    let tcp = shared
+        .metrics
+        .open_connection(shared.metrics.tcp_labels(&ctx));
+    tcp.read.inc_by(detection.client_prefix.len() as u64);
+    match detection.protocol {
+        Protocol::Http1 | Protocol::Http2 => {
+            let version = if detection.protocol == Protocol::Http1 {
+                Version::Http1
+            } else {
+                Version::Http2
+            };
+            let io = CountingIo::new(stream, tcp.read.clone(), tcp.written.clone());
+            let io = PrefixedIo::new(detection.client_prefix, io);
+            let upstream = Upstream::new(
+                ctx.target,
+                version,
+                shared.connect_timeout,
+                dial,
+                detection.server_prefix,
+            );
+            let service =
+                ProxyService::new(ctx, upstream, shared.metrics.clone(), shared.drain.clone());
+            http::serve(io, version, service, shared.drain.clone()).await;
+        }
+        Protocol::Tls | Protocol::Opaque => {
+            let upstream = match dial.finish().await {
+                Ok(upstream) => upstream,
+                Err(e) => {
+                    tracing::info!(target = %ctx.target, error = %e, "upstream connect failed; resetting client");
+                    // A reset tells the client what a refused connect would have.
+                    if let Err(e) = stream.set_zero_linger() {
+                        tracing::debug!(error = %e, "could not set SO_LINGER");
+                    }
+                    return;
+                }
+            };
+            let io = CountingIo::new(stream, tcp.read.clone(), tcp.written.clone());
+            match tcp::forward(
+                io,
+                detection.client_prefix,
+                upstream,
+                detection.server_prefix,
+            )
+            .await
+            {
+                Ok((up, down)) => tracing::debug!(up, down, "opaque connection closed"),
+                Err(e) => tracing::debug!(error = %e, "opaque connection failed"),
+            }
+        }
+    }
+}

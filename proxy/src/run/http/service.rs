@@ -1,0 +1,185 @@
+//! One proxied request: count it, strip hop-by-hop fields, forward it
+//! upstream, and hand the response back observed for metrics; a failed
+//! upstream becomes a short 502 (or 504 on a connect timeout).
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{Method, Request, Response, StatusCode, Version};
+use http_body_util::{Either, Full};
+use hyper::body::Incoming;
+use tokio::time::Instant;
+
+use super::super::context::ConnContext;
+use super::super::drain::Drain;
+use super::super::metrics::{LatencyLabels, Metrics};
+use super::body::{ObservedBody, ResponseRecorder};
+use super::classify;
+use super::headers::{restore_upgrade, strip_hop_by_hop, upgrade_protocol};
+use super::upgrade::{self, UpgradeKind};
+use super::upstream::{Upstream, UpstreamError};
+
+/// The body of a proxied response: upstream's, or the proxy's own error text.
+pub type ProxyBody = Either<ObservedBody, Full<Bytes>>;
+
+/// The header that marks a response the proxy made itself.
+pub const PROXY_ERROR_HEADER: &str = "weft-proxy-error";
+
+/// The per-connection request handler.
+pub struct ProxyService {
+    ctx: ConnContext,
+    upstream: Upstream,
+    metrics: Arc<Metrics>,
+    drain: Drain,
+}
+
+impl ProxyService {
+    /// A handler for one client connection.
+    pub fn new(ctx: ConnContext, upstream: Upstream, metrics: Arc<Metrics>, drain: Drain) -> Self {
+        Self {
+            ctx,
+            upstream,
+            metrics,
+            drain,
+        }
+    }
+
+    /// Proxies one request; never fails (errors become responses).
+    pub async fn call(&self, mut req: Request<Incoming>) -> Response<ProxyBody> {
+        let start = Instant::now();
+        let authority = request_authority(&req);
+        let labels = self.metrics.request_labels(&self.ctx, authority.as_deref());
+        self.metrics.request(&labels);
+
+        let upgrade = upgrade_kind(&req);
+        let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
+        strip_hop_by_hop(req.headers_mut());
+        if let Some(UpgradeKind::Protocol(protocol)) = &upgrade {
+            restore_upgrade(req.headers_mut(), protocol.clone());
+        }
+
+        let result = self.upstream.send(req).await;
+        let millis = start.elapsed().as_secs_f64() * 1_000.0;
+        let mut response = match result {
+            Ok(response) => response,
+            Err(error) => {
+                let status = if error.is_timeout() {
+                    StatusCode::GATEWAY_TIMEOUT
+                } else {
+                    StatusCode::BAD_GATEWAY
+                };
+                tracing::info!(target = %self.ctx.target, %error, "upstream failed");
+                self.metrics.latency(
+                    &LatencyLabels {
+                        request: labels.clone(),
+                        status_code: status.as_u16(),
+                    },
+                    millis,
+                );
+                ResponseRecorder::new(self.metrics.clone(), labels, status, None).finish(false);
+                return error_response(status, &error);
+            }
+        };
+
+        let status = response.status();
+        self.metrics.latency(
+            &LatencyLabels {
+                request: labels.clone(),
+                status_code: status.as_u16(),
+            },
+            millis,
+        );
+        let switched = upgrade.as_ref().filter(|kind| kind.accepted_by(status));
+        let server_protocol = upgrade_protocol(response.headers());
+        strip_hop_by_hop(response.headers_mut());
+        if let (Some(kind), Some(client_upgrade)) = (switched, client_upgrade) {
+            if let UpgradeKind::Protocol(asked) = kind {
+                let protocol = server_protocol.unwrap_or_else(|| asked.clone());
+                restore_upgrade(response.headers_mut(), protocol);
+            }
+            let server_upgrade = hyper::upgrade::on(&mut response);
+            upgrade::splice(&self.drain, client_upgrade, server_upgrade);
+        }
+        let grpc_status = classify::grpc_status(response.headers());
+        let recorder = ResponseRecorder::new(self.metrics.clone(), labels, status, grpc_status);
+        response.map(|body| Either::Left(ObservedBody::new(body, recorder)))
+    }
+}
+
+/// The request's authority: the URI's (HTTP/2, absolute-form) or `Host`.
+fn request_authority<B>(req: &Request<B>) -> Option<String> {
+    if let Some(authority) = req.uri().authority() {
+        return Some(authority.as_str().to_owned());
+    }
+    let host = req.headers().get(header::HOST)?.to_str().ok()?;
+    Some(host.to_ascii_lowercase())
+}
+
+/// Upgrades exist only in HTTP/1 (RFC 9110 §7.8); HTTP/2 forwards as is.
+fn upgrade_kind<B>(req: &Request<B>) -> Option<UpgradeKind> {
+    if req.version() >= Version::HTTP_2 {
+        return None;
+    }
+    if req.method() == Method::CONNECT {
+        return Some(UpgradeKind::Connect);
+    }
+    upgrade_protocol(req.headers()).map(UpgradeKind::Protocol)
+}
+
+fn error_response(status: StatusCode, error: &UpstreamError) -> Response<ProxyBody> {
+    let reason = match error {
+        UpstreamError::Connect(_) if status == StatusCode::GATEWAY_TIMEOUT => {
+            "upstream connect timed out"
+        }
+        UpstreamError::Connect(_) => "upstream connection refused or unreachable",
+        UpstreamError::Handshake(_) => "upstream protocol handshake failed",
+        UpstreamError::Request(_) => "upstream connection failed",
+    };
+    let mut response = Response::new(Either::Right(Full::from(format!("weft-proxy: {reason}\n"))));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    headers.insert(PROXY_ERROR_HEADER, HeaderValue::from_static("upstream"));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn authority_from_uri_or_host() -> Result<(), http::Error> {
+        let h2 = Request::get("http://web.ns.svc:8080/x").body(())?;
+        assert_eq!(request_authority(&h2).as_deref(), Some("web.ns.svc:8080"));
+        let h1 = Request::get("/x").header("host", "Web:80").body(())?;
+        assert_eq!(request_authority(&h1).as_deref(), Some("web:80"));
+        let none = Request::get("/x").body(())?;
+        assert_eq!(request_authority(&none), None);
+        Ok(())
+    }
+
+    #[test]
+    fn upgrades_only_in_http1() -> Result<(), http::Error> {
+        let ws = Request::get("/chat")
+            .header("connection", "Upgrade")
+            .header("upgrade", "websocket")
+            .body(())?;
+        assert_eq!(
+            upgrade_kind(&ws),
+            Some(UpgradeKind::Protocol(HeaderValue::from_static("websocket")))
+        );
+        let connect = Request::connect("example.com:443").body(())?;
+        assert_eq!(upgrade_kind(&connect), Some(UpgradeKind::Connect));
+        let h2 = Request::get("/chat")
+            .version(Version::HTTP_2)
+            .header("connection", "Upgrade")
+            .header("upgrade", "websocket")
+            .body(())?;
+        assert_eq!(upgrade_kind(&h2), None);
+        Ok(())
+    }
+}

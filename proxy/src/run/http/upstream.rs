@@ -1,0 +1,215 @@
+//! The upstream side of one proxied HTTP connection.
+//!
+//! Each accepted connection gets its own upstream connection, in the same
+//! protocol, to the same target: the application sees one connection per
+//! client connection, as it would without the proxy. The first upstream
+//! connection is the one detection already opened; if the server closes it
+//! (keep-alive ended), the next request opens another.
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use hyper::body::Incoming;
+use hyper::client::conn::{http1, http2};
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpStream;
+use tokio::sync::Mutex;
+
+use super::super::connect::{self, Dial};
+use super::super::io::PrefixedIo;
+
+/// Why a request could not be forwarded.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    /// TCP connect failed or timed out.
+    #[error("upstream connect failed: {0}")]
+    Connect(#[source] io::Error),
+    /// The HTTP handshake (h2 preface, settings) failed.
+    #[error("upstream handshake failed: {0}")]
+    Handshake(#[source] hyper::Error),
+    /// The request failed on the upstream connection.
+    #[error("upstream request failed: {0}")]
+    Request(#[source] hyper::Error),
+}
+
+impl UpstreamError {
+    /// Whether the failure was a timeout (504) rather than a refusal (502).
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, Self::Connect(e) if e.kind() == io::ErrorKind::TimedOut)
+    }
+}
+
+/// The HTTP version spoken on both sides.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Version {
+    /// HTTP/1.x: one request at a time per connection.
+    Http1,
+    /// HTTP/2: multiplexed.
+    Http2,
+}
+
+type Io = TokioIo<PrefixedIo<TcpStream>>;
+
+enum State {
+    /// Detection's connection (and anything the server already sent on it).
+    Fresh(Dial, Bytes),
+    /// A live HTTP/1 connection.
+    H1(http1::SendRequest<Incoming>),
+    /// A live HTTP/2 connection.
+    H2(http2::SendRequest<Incoming>),
+    /// Nothing open; the next request connects.
+    Closed,
+}
+
+/// One client connection's upstream.
+pub struct Upstream {
+    target: SocketAddr,
+    version: Version,
+    connect_timeout: Duration,
+    state: Mutex<State>,
+}
+
+impl Upstream {
+    /// An upstream that starts from detection's `dial`.
+    pub fn new(
+        target: SocketAddr,
+        version: Version,
+        connect_timeout: Duration,
+        dial: Dial,
+        server_prefix: Bytes,
+    ) -> Self {
+        Self {
+            target,
+            version,
+            connect_timeout,
+            state: Mutex::new(State::Fresh(dial, server_prefix)),
+        }
+    }
+
+    /// Forwards one request; streams both bodies.
+    ///
+    /// A request the connection never took (the server closed an idle
+    /// keep-alive connection as we picked it) is retried once on a new
+    /// connection; a request that may have reached the server is not.
+    pub async fn send(&self, req: Request<Incoming>) -> Result<Response<Incoming>, UpstreamError> {
+        let mut req = req;
+        let mut retried = false;
+        loop {
+            let sent = match self.version {
+                Version::Http1 => {
+                    // The client connection sends one request at a time, so
+                    // holding the lock until the request is queued costs nothing.
+                    let mut state = self.state.lock().await;
+                    let mut sender = self.h1_sender(&mut state).await?;
+                    let sending = sender.try_send_request(req);
+                    *state = State::H1(sender);
+                    drop(state);
+                    sending.await
+                }
+                Version::Http2 => {
+                    let mut sender = self.h2_sender().await?;
+                    // Waits for the server's stream limit without the lock,
+                    // so other streams proceed meanwhile.
+                    if let Err(e) = sender.ready().await {
+                        if retried {
+                            return Err(UpstreamError::Request(e));
+                        }
+                        retried = true;
+                        continue;
+                    }
+                    sender.try_send_request(req).await
+                }
+            };
+            match sent {
+                Ok(response) => return Ok(response),
+                Err(mut e) => match e.take_message() {
+                    Some(unsent) if !retried => {
+                        retried = true;
+                        req = unsent;
+                    }
+                    _ => return Err(UpstreamError::Request(e.into_error())),
+                },
+            }
+        }
+    }
+
+    async fn h1_sender(
+        &self,
+        state: &mut State,
+    ) -> Result<http1::SendRequest<Incoming>, UpstreamError> {
+        match std::mem::replace(state, State::Closed) {
+            State::H1(mut sender) => match sender.ready().await {
+                Ok(()) => Ok(sender),
+                Err(_) => self.handshake_h1(self.dial(), Bytes::new()).await,
+            },
+            State::Fresh(dial, prefix) => self.handshake_h1(dial, prefix).await,
+            State::H2(_) | State::Closed => self.handshake_h1(self.dial(), Bytes::new()).await,
+        }
+    }
+
+    async fn h2_sender(&self) -> Result<http2::SendRequest<Incoming>, UpstreamError> {
+        let mut state = self.state.lock().await;
+        let sender = match std::mem::replace(&mut *state, State::Closed) {
+            State::H2(sender) if !sender.is_closed() => sender,
+            State::Fresh(dial, prefix) => self.handshake_h2(dial, prefix).await?,
+            State::H2(_) | State::H1(_) | State::Closed => {
+                self.handshake_h2(self.dial(), Bytes::new()).await?
+            }
+        };
+        *state = State::H2(sender.clone());
+        Ok(sender)
+    }
+
+    fn dial(&self) -> Dial {
+        Dial::Connecting(Box::pin(connect::connect(
+            self.target,
+            self.connect_timeout,
+        )))
+    }
+
+    async fn handshake_h1(
+        &self,
+        dial: Dial,
+        prefix: Bytes,
+    ) -> Result<http1::SendRequest<Incoming>, UpstreamError> {
+        let io = open(dial, prefix).await?;
+        let (sender, conn) = http1::Builder::new()
+            .handshake(io)
+            .await
+            .map_err(UpstreamError::Handshake)?;
+        // The connection task ends when the server closes or the client
+        // connection (and with it the sender) goes away.
+        tokio::spawn(async move {
+            if let Err(e) = conn.with_upgrades().await {
+                tracing::debug!(error = %e, "upstream HTTP/1 connection ended");
+            }
+        });
+        Ok(sender)
+    }
+
+    async fn handshake_h2(
+        &self,
+        dial: Dial,
+        prefix: Bytes,
+    ) -> Result<http2::SendRequest<Incoming>, UpstreamError> {
+        let io = open(dial, prefix).await?;
+        let (sender, conn) = http2::Builder::new(TokioExecutor::new())
+            .handshake(io)
+            .await
+            .map_err(UpstreamError::Handshake)?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "upstream HTTP/2 connection ended");
+            }
+        });
+        Ok(sender)
+    }
+}
+
+async fn open(dial: Dial, prefix: Bytes) -> Result<Io, UpstreamError> {
+    let stream = dial.finish().await.map_err(UpstreamError::Connect)?;
+    Ok(TokioIo::new(PrefixedIo::new(prefix, stream)))
+}
