@@ -19,15 +19,20 @@ fmt:
 bench:
 	$(CARGO) bench -p weft-injector
 
-# Until the local cluster lands, the demo shows what the injector does to a
-# sample app: the injected objects, the report, and the patch of one workload.
+# The demo: first the offline review (`weft inject` on the sample app, no
+# cluster needed), then the real path: the local cluster (e2e/), weft's
+# injector beside it as a local process, emojivoto annotated and restarted,
+# and what the API server recorded for one injected pod. The cluster and the
+# injector keep running; `make cluster-down` stops both.
 demo:
-	$(CARGO) build -q -p weft-cli
-	@echo "== weft inject examples/emojivoto.yml (report on stderr, objects on stdout)"
+	@echo "== building weft (the first build takes a few minutes)"
+	$(CARGO) build -p weft-cli
+	$(CARGO) build -p weft-e2e --bin weft-e2e
+	$(CARGO) build -p weft-injector --bin weft-injector
+	@echo "== offline review: weft inject examples/emojivoto.yml (injected objects in .demo-injected.yml)"
 	./target/debug/weft inject examples/emojivoto.yml > .demo-injected.yml
-	@echo "== injected objects written to .demo-injected.yml"
-	@echo "== the JSON patch weft applies to deployment/web"
-	./target/debug/weft inject --patch examples/emojivoto.yml 2>/dev/null | python3 -c 'import json,sys; [print(json.dumps(w, indent=2)) for w in json.load(sys.stdin) if w["name"] == "web"]' 
+	@echo "== in a real API server: weft-e2e demo"
+	$(E2E_RUN) demo --manifest examples/emojivoto.yml
 
 # Targets of the end-to-end cluster (issue 3) and the proxy (issue 4).
 -include e2e/e2e.mk

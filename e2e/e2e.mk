@@ -1,7 +1,7 @@
 # The local Kubernetes control plane (issue 3). Included by the root Makefile.
 #   make e2e-bins      build etcd, kube-apiserver, kube-controller-manager, kubectl (cached in e2e/.bin)
 #   make cluster-up    start a cluster in the background; prints `export KUBECONFIG=...`
-#   make cluster-down  stop it and remove e2e/.cluster
+#   make cluster-down  stop it (and the injector `make demo` left running) and remove e2e/.cluster
 #   make test-e2e      the end-to-end suites (they start their own clusters)
 #   make bench-e2e     webhook latency through the API server (docs/benchmarks.md)
 E2E_CLUSTER_DIR ?= $(CURDIR)/e2e/.cluster

@@ -50,6 +50,17 @@ pub struct AuditEvent {
     /// The HTTP status the request ended with.
     #[serde(default)]
     pub response_status: Option<serde_json::Value>,
+    /// The object as the client sent it (at `Request` level): for a
+    /// create, the object before any admission webhook changed it.
+    #[serde(default)]
+    pub request_object: Option<serde_json::Value>,
+}
+
+impl AuditEvent {
+    /// The HTTP status code the request ended with, when recorded.
+    pub fn status_code(&self) -> Option<u64> {
+        self.response_status.as_ref()?.get("code")?.as_u64()
+    }
 }
 
 /// The object of an audit event.
@@ -76,12 +87,8 @@ pub fn events_for(
     namespace: &str,
     name: &str,
 ) -> Result<Vec<AuditEvent>> {
-    let text = std::fs::read_to_string(path)
-        .map_err(Error::io(format!("reading audit log {}", path.display())))?;
-    Ok(text
-        .lines()
-        .filter_map(|line| serde_json::from_str::<AuditEvent>(line).ok())
-        .filter(|event| event.stage == "ResponseComplete")
+    Ok(events(path)?
+        .into_iter()
         .filter(|event| {
             event.object_ref.as_ref().is_some_and(|o| {
                 o.resource == resource
@@ -89,6 +96,18 @@ pub fn events_for(
                     && o.name.as_deref() == Some(name)
             })
         })
+        .collect())
+}
+
+/// Every complete event in the audit log at `path`, in order. Lines that
+/// do not parse (a line being written) are skipped.
+pub fn events(path: &Path) -> Result<Vec<AuditEvent>> {
+    let text = std::fs::read_to_string(path)
+        .map_err(Error::io(format!("reading audit log {}", path.display())))?;
+    Ok(text
+        .lines()
+        .filter_map(|line| serde_json::from_str::<AuditEvent>(line).ok())
+        .filter(|event| event.stage == "ResponseComplete")
         .collect())
 }
 
@@ -117,5 +136,18 @@ mod tests {
         let events = events_for(&path, "pods", "a", "p").expect("read");
         assert_eq!(events.len(), 1);
         assert_eq!(events[0].annotations["inject.weft.dev/injected"], "true");
+    }
+
+    #[test]
+    fn keeps_the_request_object_and_status() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("audit.log");
+        let line = r#"{"stage":"ResponseComplete","verb":"create","objectRef":{"resource":"pods","namespace":"a"},"responseStatus":{"metadata":{},"code":201},"requestObject":{"kind":"Pod","metadata":{"generateName":"web-"}}}"#;
+        std::fs::write(&path, line).expect("write");
+        let events = events(&path).expect("read");
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].status_code(), Some(201));
+        let object = events[0].request_object.as_ref().expect("request object");
+        assert_eq!(object["metadata"]["generateName"], "web-");
     }
 }

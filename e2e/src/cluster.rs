@@ -311,7 +311,30 @@ impl Cluster {
                 })
                 .collect(),
             ports: self.ports.clone(),
+            injector: None,
         }
+    }
+
+    /// A handle on the detached cluster `state` describes (started by
+    /// `weft-e2e up` or `demo`), for the same API calls, kubectl and
+    /// injector set-up as a cluster started here. It holds no processes:
+    /// dropping it leaves the cluster running, and `down` stops it.
+    pub async fn attach(state: &crate::state::ClusterState) -> Result<Self> {
+        let client = client_from(&state.kubeconfig).await?;
+        if !readyz(&client).await {
+            return Err(Error::NotRunning(state.dir.clone()));
+        }
+        Ok(Cluster {
+            dir: ClusterDir::Fixed(state.dir.clone()),
+            bins: Binaries::in_dir(&Binaries::default_dir()),
+            pki: PkiFiles::in_dir(&state.dir.join("pki")),
+            components: Vec::new(),
+            ports: state.ports.clone(),
+            server: state.server.clone(),
+            kubeconfig: state.kubeconfig.clone(),
+            client,
+            detached: true,
+        })
     }
 
     fn spawn(

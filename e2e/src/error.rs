@@ -100,6 +100,21 @@ pub enum Error {
     #[error("a cluster is already running from {0} (run `make cluster-down` first)")]
     AlreadyRunning(PathBuf),
 
+    /// The cluster recorded in a folder is not (fully) running.
+    #[error(
+        "the cluster in {0} is not fully running; stop it with `make cluster-down` and start again"
+    )]
+    NotRunning(PathBuf),
+
+    /// The demo's workload, or the API server's record of it, is not what
+    /// the demo expects.
+    #[error("demo: {0}")]
+    Demo(String),
+
+    /// Writing the demo's output failed.
+    #[error("writing the demo output: {0}")]
+    Output(#[source] std::io::Error),
+
     /// Issuing the webhook's certificates failed.
     #[error("webhook certificates: {0}")]
     Certs(#[from] weft_certs::Error),

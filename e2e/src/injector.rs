@@ -2,6 +2,11 @@
 //! built with cargo, serving HTTPS on a loopback port with a certificate
 //! from `weft-certs`, watching namespaces through the cluster's kubeconfig.
 //! The API server reaches it by URL (see [`crate::webhook`]).
+//!
+//! A test's injector lives in a temporary folder and dies with the test; the
+//! demo's ([`Injector::start_detached`]) keeps its files in the cluster folder
+//! and outlives `weft-e2e demo`, recorded in the cluster state so `down`
+//! stops it with the cluster.
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -12,6 +17,7 @@ use tempfile::TempDir;
 use crate::cluster::Cluster;
 use crate::error::{Error, Result};
 use crate::process::{Component, Lifetime, log_tail};
+use crate::state::InjectorState;
 use crate::{http, ports, wait};
 
 /// How long the injector gets to become ready.
@@ -23,13 +29,32 @@ const VALIDITY: Duration = Duration::from_secs(24 * 3600);
 #[derive(Debug)]
 pub struct Injector {
     component: Option<Component>,
-    dir: TempDir,
+    dir: InjectorDir,
+    lifetime: Lifetime,
+    /// Set by [`Injector::detach`]: the process is no longer ours to stop.
+    detached: bool,
     bin: PathBuf,
     kubeconfig: PathBuf,
     https_port: u16,
     admin_port: u16,
     ca: CaPem,
     extra_args: Vec<String>,
+}
+
+/// Where an injector keeps its certificates and log.
+#[derive(Debug)]
+enum InjectorDir {
+    Temp(TempDir),
+    Fixed(PathBuf),
+}
+
+impl InjectorDir {
+    fn path(&self) -> &Path {
+        match self {
+            InjectorDir::Temp(t) => t.path(),
+            InjectorDir::Fixed(p) => p,
+        }
+    }
 }
 
 /// The webhook CA, kept as PEM so new serving certificates can be issued.
@@ -61,13 +86,50 @@ impl Injector {
         profile: Profile,
         extra_args: &[&str],
     ) -> Result<Self> {
-        let bin = tokio::task::spawn_blocking(move || binary(profile))
-            .await
-            .map_err(|e| Error::BuildInjector(e.to_string()))??;
         let dir = tempfile::Builder::new()
             .prefix("weft-e2e-injector-")
             .tempdir()
             .map_err(Error::io("creating the injector folder"))?;
+        Self::launch(
+            cluster,
+            profile,
+            InjectorDir::Temp(dir),
+            Lifetime::Test,
+            extra_args,
+        )
+        .await
+    }
+
+    /// Starts an injector that outlives this process (`weft-e2e demo`),
+    /// with its certificates and log in `dir` (created if needed). Call
+    /// [`Injector::detach`] once it is recorded, or dropping it stops it.
+    pub async fn start_detached(
+        cluster: &Cluster,
+        dir: &Path,
+        profile: Profile,
+        extra_args: &[&str],
+    ) -> Result<Self> {
+        std::fs::create_dir_all(dir).map_err(Error::io(format!("creating {}", dir.display())))?;
+        Self::launch(
+            cluster,
+            profile,
+            InjectorDir::Fixed(dir.to_path_buf()),
+            Lifetime::Detached,
+            extra_args,
+        )
+        .await
+    }
+
+    async fn launch(
+        cluster: &Cluster,
+        profile: Profile,
+        dir: InjectorDir,
+        lifetime: Lifetime,
+        extra_args: &[&str],
+    ) -> Result<Self> {
+        let bin = tokio::task::spawn_blocking(move || binary(profile))
+            .await
+            .map_err(|e| Error::BuildInjector(e.to_string()))??;
         let ca = weft_certs::Ca::generate("weft-e2e-webhook-ca", VALIDITY)?;
         let ca = CaPem {
             cert: ca.cert_pem().to_string(),
@@ -77,6 +139,8 @@ impl Injector {
         let mut injector = Injector {
             component: None,
             dir,
+            lifetime,
+            detached: false,
             bin,
             kubeconfig: cluster.kubeconfig().to_path_buf(),
             https_port: ports[0],
@@ -170,7 +234,7 @@ impl Injector {
             &self.bin,
             &args,
             &log,
-            Lifetime::Test,
+            self.lifetime,
         )?);
         let admin = self.admin_port;
         let started = wait::eventually("weft-injector /readyz", READY_TIMEOUT, || async move {
@@ -190,6 +254,29 @@ impl Injector {
         Ok(())
     }
 
+    /// Its process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.component.as_ref().map(Component::pid)
+    }
+
+    /// Leaves the injector running after this process exits and returns
+    /// what `down` needs to stop it. `None` (and the injector is stopped)
+    /// when it is not running or was not started with
+    /// [`Injector::start_detached`], whose process would die with this one.
+    pub fn detach(mut self) -> Option<InjectorState> {
+        if self.lifetime != Lifetime::Detached {
+            return None;
+        }
+        let component = self.component.as_ref()?;
+        self.detached = true;
+        Some(InjectorState {
+            pid: component.pid(),
+            log: component.log().to_path_buf(),
+            url: self.url(),
+            ports: vec![self.https_port, self.admin_port],
+        })
+    }
+
     /// The injector's `/metrics` text.
     pub async fn metrics(&self) -> Result<String> {
         let r = http::get(self.admin_port, "/metrics", Duration::from_secs(5)).await?;
@@ -199,6 +286,9 @@ impl Injector {
 
 impl Drop for Injector {
     fn drop(&mut self) {
+        if self.detached {
+            return;
+        }
         if std::thread::panicking() {
             eprintln!(
                 "\n===== weft-e2e: weft-injector log (last 40 lines) =====\n{}",
@@ -250,7 +340,18 @@ fn build_injector(profile: Profile) -> Result<PathBuf> {
     if profile == Profile::Release {
         args.push("--release");
     }
-    let output = std::process::Command::new(cargo)
+    let mut command = std::process::Command::new(cargo);
+    // Run from `cargo test` or `cargo run`, this process carries the
+    // variables cargo sets for a crate (CARGO_PKG_NAME, OUT_DIR, ...). Build
+    // scripts such as ring's rerun when those change, so passing them on
+    // would rebuild half the dependency tree on every switch between a
+    // plain `cargo build` and a test or `make demo`.
+    for (key, _) in std::env::vars_os() {
+        if key.to_str().is_some_and(is_crate_variable) {
+            command.env_remove(&key);
+        }
+    }
+    let output = command
         .current_dir(crate::bins::workspace_root())
         .args(&args)
         .stderr(std::process::Stdio::inherit())
@@ -270,8 +371,52 @@ fn build_injector(profile: Profile) -> Result<PathBuf> {
         .ok_or_else(|| Error::BuildInjector("cargo reported no executable".to_string()))
 }
 
+/// Whether `name` is one of the variables cargo sets for a crate it builds,
+/// runs or tests (the Cargo reference, "Environment variables Cargo sets for
+/// crates"), as opposed to one that configures cargo itself.
+fn is_crate_variable(name: &str) -> bool {
+    const EXACT: &[&str] = &[
+        "CARGO_MANIFEST_DIR",
+        "CARGO_MANIFEST_PATH",
+        "CARGO_MANIFEST_LINKS",
+        "CARGO_CRATE_NAME",
+        "CARGO_BIN_NAME",
+        "CARGO_PRIMARY_PACKAGE",
+        "CARGO_TARGET_TMPDIR",
+        "CARGO_RUSTC_CURRENT_DIR",
+        "OUT_DIR",
+    ];
+    EXACT.contains(&name) || name.starts_with("CARGO_PKG_") || name.starts_with("CARGO_BIN_EXE_")
+}
+
 fn replace(path: &Path, contents: &str) -> Result<()> {
     let aside = path.with_extension("new");
     std::fs::write(&aside, contents).map_err(Error::io(format!("writing {}", aside.display())))?;
     std::fs::rename(&aside, path).map_err(Error::io(format!("replacing {}", path.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_variables_cargo_sets_for_a_crate_are_dropped() {
+        for name in [
+            "CARGO_PKG_NAME",
+            "CARGO_MANIFEST_DIR",
+            "OUT_DIR",
+            "CARGO_BIN_EXE_weft-e2e",
+        ] {
+            assert!(is_crate_variable(name), "{name}");
+        }
+        for name in [
+            "CARGO_HOME",
+            "CARGO_TARGET_DIR",
+            "CARGO",
+            "PATH",
+            "RUSTFLAGS",
+        ] {
+            assert!(!is_crate_variable(name), "{name}");
+        }
+    }
 }

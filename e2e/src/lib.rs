@@ -14,6 +14,7 @@
 pub mod audit;
 pub mod bins;
 pub mod cluster;
+pub mod demo;
 pub mod error;
 pub mod flags;
 pub mod http;

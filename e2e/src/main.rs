@@ -1,13 +1,16 @@
 //! `weft-e2e`: the local cluster for a person. `up` starts it in the
-//! background and prints how to point kubectl at it; `down` stops it;
-//! `status` says whether it runs; `bins` only builds the binaries.
+//! background and prints how to point kubectl at it; `demo` (`make demo`)
+//! also runs weft's injector beside it and shows it at work on a sample app;
+//! `down` stops both; `status` says what runs; `bins` only builds the
+//! binaries.
 
 use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use weft_e2e::Binaries;
+use weft_e2e::demo::{self, DemoOptions};
 use weft_e2e::state::{self, ClusterState};
+use weft_e2e::{Binaries, Profile};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -27,7 +30,21 @@ struct Cli {
 enum Command {
     /// Start the cluster in the background (builds the binaries first).
     Up,
-    /// Stop the cluster and remove its folder.
+    /// Start the cluster (or reuse it), run weft's injector beside it,
+    /// deploy a sample app, annotate and restart it, and show what was
+    /// injected into one pod and why. The injector keeps running until `down`.
+    Demo {
+        /// The manifest to deploy.
+        #[arg(long, default_value_os_t = DemoOptions::new(&default_dir()).manifest)]
+        manifest: PathBuf,
+        /// The manifest's namespace, which the demo annotates and restarts.
+        #[arg(long, default_value = "emojivoto")]
+        namespace: String,
+        /// The Deployment whose new pod is reported.
+        #[arg(long, default_value = "web")]
+        deployment: String,
+    },
+    /// Stop the cluster (and a demo's injector) and remove its folder.
     Down,
     /// Say whether the cluster is running.
     Status,
@@ -61,6 +78,24 @@ async fn main() -> anyhow::Result<()> {
             println!("export KUBECONFIG={}", state.kubeconfig.display());
             println!("Stop it with: make cluster-down");
         }
+        Command::Demo {
+            manifest,
+            namespace,
+            deployment,
+        } => {
+            let options = DemoOptions {
+                dir: cli.dir,
+                manifest,
+                namespace,
+                deployment,
+                profile: Profile::Debug,
+            };
+            let started = tokio::time::Instant::now();
+            demo::run(&options, &mut std::io::stdout())
+                .await
+                .context("weft demo")?;
+            println!("weft demo: done in {:.1}s", started.elapsed().as_secs_f64());
+        }
         Command::Down => {
             if state::down(&cli.dir).context("stopping the cluster")? {
                 println!(
@@ -81,6 +116,19 @@ async fn main() -> anyhow::Result<()> {
                         c.name,
                         c.pid,
                         if up { "running" } else { "stopped" }
+                    );
+                }
+                if let Some(injector) = &state.injector {
+                    println!(
+                        "{:<24} pid {:<8} {} ({})",
+                        "weft-injector",
+                        injector.pid,
+                        if injector.running() {
+                            "running"
+                        } else {
+                            "stopped"
+                        },
+                        injector.url
                     );
                 }
                 println!("export KUBECONFIG={}", state.kubeconfig.display());

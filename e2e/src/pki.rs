@@ -41,6 +41,23 @@ pub struct PkiFiles {
     pub service_account_pub: PathBuf,
 }
 
+impl PkiFiles {
+    /// The paths [`generate`] writes into `dir`.
+    pub fn in_dir(dir: &Path) -> Self {
+        PkiFiles {
+            ca_cert: dir.join("ca.crt"),
+            apiserver_cert: dir.join("apiserver.crt"),
+            apiserver_key: dir.join("apiserver.key"),
+            admin_cert: dir.join("admin.crt"),
+            admin_key: dir.join("admin.key"),
+            controller_manager_cert: dir.join("controller-manager.crt"),
+            controller_manager_key: dir.join("controller-manager.key"),
+            service_account_key: dir.join("sa.key"),
+            service_account_pub: dir.join("sa.pub"),
+        }
+    }
+}
+
 /// Generates a fresh PKI into `dir` (created if needed).
 pub fn generate(dir: &Path) -> Result<PkiFiles> {
     std::fs::create_dir_all(dir).map_err(Error::io(format!("creating {}", dir.display())))?;
@@ -59,17 +76,7 @@ pub fn generate(dir: &Path) -> Result<PkiFiles> {
     let ca_cert = ca_params.self_signed(&ca_key)?;
     let ca = Issuer::new(ca_params, ca_key);
 
-    let files = PkiFiles {
-        ca_cert: dir.join("ca.crt"),
-        apiserver_cert: dir.join("apiserver.crt"),
-        apiserver_key: dir.join("apiserver.key"),
-        admin_cert: dir.join("admin.crt"),
-        admin_key: dir.join("admin.key"),
-        controller_manager_cert: dir.join("controller-manager.crt"),
-        controller_manager_key: dir.join("controller-manager.key"),
-        service_account_key: dir.join("sa.key"),
-        service_account_pub: dir.join("sa.pub"),
-    };
+    let files = PkiFiles::in_dir(dir);
     write(&files.ca_cert, &ca_cert.pem())?;
 
     let serving_names = vec![

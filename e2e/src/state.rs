@@ -1,5 +1,6 @@
-//! A cluster left running for a person (`make cluster-up`): what `up`
-//! records in the cluster folder, and how `down` finds and stops it.
+//! A cluster left running for a person (`make cluster-up`, `make demo`):
+//! what `up` records in the cluster folder (and `demo` adds: the injector it
+//! left running), and how `down` finds and stops it all.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -27,6 +28,39 @@ pub struct ClusterState {
     pub components: Vec<ComponentState>,
     /// The loopback ports it listens on.
     pub ports: Vec<u16>,
+    /// The `weft-injector` that `weft-e2e demo` left running, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub injector: Option<InjectorState>,
+}
+
+/// A local `weft-injector` left running next to a detached cluster.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InjectorState {
+    /// Its process (and process group) id.
+    pub pid: u32,
+    /// Its log file.
+    pub log: PathBuf,
+    /// The URL the webhook configuration points at.
+    pub url: String,
+    /// Its HTTPS and admin ports.
+    pub ports: Vec<u16>,
+}
+
+/// The injector's binary name, which its pid must still run to be stopped.
+const INJECTOR_NAME: &str = "weft-injector";
+
+impl InjectorState {
+    /// Whether the recorded process is still the injector.
+    pub fn running(&self) -> bool {
+        is_component(self.pid, INJECTOR_NAME)
+    }
+
+    /// Stops the injector if it still runs.
+    pub fn stop(&self) {
+        if self.running() {
+            process::stop_foreign(self.pid, Duration::from_secs(10));
+        }
+    }
 }
 
 /// One component of a detached cluster.
@@ -54,7 +88,8 @@ impl ClusterState {
             .map_err(|source| Error::State { path, source })
     }
 
-    fn save(&self) -> Result<()> {
+    /// Writes the state into the cluster folder.
+    pub(crate) fn save(&self) -> Result<()> {
         let path = self.dir.join(STATE_FILE);
         let text = serde_json::to_string_pretty(self).map_err(|source| Error::State {
             path: path.clone(),
@@ -70,6 +105,31 @@ impl ClusterState {
             .filter(|c| is_component(c.pid, &c.name))
             .collect()
     }
+
+    /// Whether every component of the cluster is running.
+    pub fn fully_running(&self) -> bool {
+        self.running().len() == self.components.len()
+    }
+
+    /// Records `injector` as running next to this cluster (stopping the one
+    /// recorded before, if it still runs) and saves the state.
+    pub fn record_injector(&mut self, injector: InjectorState) -> Result<()> {
+        if let Some(previous) = self.injector.replace(injector) {
+            previous.stop();
+        }
+        self.save()
+    }
+
+    /// Stops the recorded injector, if any, and saves the state without it.
+    pub fn stop_injector(&mut self) -> Result<()> {
+        match self.injector.take() {
+            Some(injector) => {
+                injector.stop();
+                self.save()
+            }
+            None => Ok(()),
+        }
+    }
 }
 
 /// Starts a cluster in `dir` that outlives this process, and records it.
@@ -78,7 +138,11 @@ pub async fn up(dir: &Path) -> Result<ClusterState> {
         if !state.running().is_empty() {
             return Err(Error::AlreadyRunning(dir.to_path_buf()));
         }
-        // A cluster that died (a reboot): start afresh.
+        // A cluster that died (a reboot): start afresh, without leaving a
+        // demo's injector behind.
+        if let Some(injector) = &state.injector {
+            injector.stop();
+        }
         remove_dir(dir)?;
     }
     let cluster = Cluster::start_with(ClusterOptions {
@@ -98,6 +162,10 @@ pub fn down(dir: &Path) -> Result<bool> {
     let Some(state) = ClusterState::load(dir)? else {
         return Ok(false);
     };
+    // The injector first: it watches the API server, which is about to go.
+    if let Some(injector) = &state.injector {
+        injector.stop();
+    }
     for component in state.components.iter().rev() {
         // A pid that now belongs to something else (after a reboot) is
         // never signalled.
@@ -105,7 +173,13 @@ pub fn down(dir: &Path) -> Result<bool> {
             process::stop_foreign(component.pid, Duration::from_secs(10));
         }
     }
-    if let Some(port) = state.ports.iter().find(|p| ports::listening(**p)) {
+    let injector_ports = state.injector.iter().flat_map(|i| i.ports.iter());
+    if let Some(port) = state
+        .ports
+        .iter()
+        .chain(injector_ports)
+        .find(|p| ports::listening(**p))
+    {
         return Err(Error::Io {
             context: format!("stopping the cluster in {}", dir.display()),
             source: std::io::Error::other(format!("port {port} is still in use")),
@@ -141,6 +215,8 @@ fn remove_dir(dir: &Path) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::process::CommandExt as _;
+
     use super::*;
 
     #[test]
@@ -156,6 +232,12 @@ mod tests {
                 log: dir.path().join("etcd.log"),
             }],
             ports: vec![1],
+            injector: Some(InjectorState {
+                pid: u32::MAX,
+                log: dir.path().join("weft-injector.log"),
+                url: "https://127.0.0.1:2/mutate".to_string(),
+                ports: vec![2, 3],
+            }),
         };
         state.save().expect("save");
         let loaded = ClusterState::load(dir.path()).expect("load").expect("some");
@@ -163,6 +245,63 @@ mod tests {
         assert_eq!(loaded.components[0].pid, u32::MAX);
         // No such process: nothing to stop.
         assert!(loaded.running().is_empty());
+        let injector = loaded.injector.expect("the injector is recorded");
+        assert_eq!(injector.ports, vec![2, 3]);
+        assert!(!injector.running());
+    }
+
+    #[test]
+    fn a_state_without_an_injector_still_loads() {
+        // Written by `up` before `demo` existed.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let text = format!(
+            r#"{{"dir":{0:?},"server":"https://127.0.0.1:1","kubeconfig":{0:?},"components":[],"ports":[]}}"#,
+            dir.path().display()
+        );
+        std::fs::write(dir.path().join(STATE_FILE), text).expect("write");
+        let loaded = ClusterState::load(dir.path()).expect("load").expect("some");
+        assert!(loaded.injector.is_none());
+    }
+
+    #[test]
+    fn recording_an_injector_stops_the_previous_one() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // A process named like the injector, as `demo` leaves one running.
+        let fake = dir.path().join(INJECTOR_NAME);
+        std::fs::copy("/bin/sleep", &fake).expect("copy sleep");
+        let mut child = std::process::Command::new(&fake)
+            .arg("300")
+            .process_group(0)
+            .spawn()
+            .expect("spawn");
+        let previous = InjectorState {
+            pid: child.id(),
+            log: dir.path().join("old.log"),
+            url: String::new(),
+            ports: Vec::new(),
+        };
+        assert!(previous.running());
+        let mut state = ClusterState {
+            dir: dir.path().to_path_buf(),
+            server: String::new(),
+            kubeconfig: dir.path().join("kubeconfig"),
+            components: Vec::new(),
+            ports: Vec::new(),
+            injector: Some(previous),
+        };
+        let next = InjectorState {
+            pid: u32::MAX,
+            log: dir.path().join("new.log"),
+            url: String::new(),
+            ports: Vec::new(),
+        };
+        // `stop` waits for a parent to reap; this test is the parent.
+        let reaper = std::thread::spawn(move || child.wait());
+        state.record_injector(next).expect("record");
+        let status = reaper.join().expect("join").expect("wait");
+        assert!(!status.success(), "the previous injector was signalled");
+        let saved = ClusterState::load(dir.path()).expect("load").expect("some");
+        assert_eq!(saved.injector.map(|i| i.pid), Some(u32::MAX));
     }
 
     #[test]
