@@ -8,10 +8,11 @@ use std::time::{Duration, SystemTime};
 
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256, SanType,
+    KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256, SanType,
 };
 
-use crate::{Error, pem, validity};
+use crate::signer::Signer;
+use crate::{Error, validity};
 
 /// A certificate and its private key, both PEM.
 #[derive(Clone, PartialEq, Eq)]
@@ -34,22 +35,15 @@ impl fmt::Debug for CertifiedKeyPem {
 
 /// A CA that can issue serving certificates.
 pub struct Ca {
-    cert_pem: String,
-    key_pem: String,
-    issuer: Issuer<'static, KeyPair>,
-    /// The CA's subject exactly as encoded: verifiers chain a leaf to its CA
-    /// by comparing these bytes with the leaf's issuer.
-    subject_der: Vec<u8>,
-    not_before: SystemTime,
-    not_after: SystemTime,
+    signer: Signer,
 }
 
 impl fmt::Debug for Ca {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Ca")
-            .field("cert_pem", &self.cert_pem)
+            .field("cert_pem", &self.signer.cert_pem)
             .field("key_pem", &"[elided]")
-            .field("not_after", &self.not_after)
+            .field("not_after", &self.signer.not_after)
             .finish()
     }
 }
@@ -58,12 +52,7 @@ impl Ca {
     /// A new self-signed CA named `common_name`, valid from a few minutes ago
     /// (clock skew) for `validity`, that may sign leaves but no other CA.
     pub fn generate(common_name: &str, validity: Duration) -> Result<Ca, Error> {
-        if common_name.trim().is_empty() || common_name.chars().any(char::is_control) {
-            return Err(Error::InvalidName {
-                name: common_name.to_owned(),
-                reason: "a CA name must be non-empty printable text".to_owned(),
-            });
-        }
+        check_common_name(common_name)?;
         let (not_before, not_after) = validity::window(SystemTime::now(), validity)?;
         let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
 
@@ -93,64 +82,24 @@ impl Ca {
     /// certificates, and the key (PKCS#8) must be its own. An expired CA
     /// loads, but refuses to issue.
     pub fn from_pem(cert_pem: &str, key_pem: &str) -> Result<Ca, Error> {
-        let der = pem::single_certificate(cert_pem)?;
-        let cert = pem::parse_x509(&der)?;
-
-        match cert.basic_constraints() {
-            Ok(Some(bc)) if bc.value.ca => {}
-            Ok(_) => return Err(Error::NotCa("basicConstraints does not say CA:TRUE")),
-            Err(e) => return Err(Error::X509(e.to_string())),
-        }
-        match cert.key_usage() {
-            Ok(Some(ku)) if !ku.value.key_cert_sign() => {
-                return Err(Error::NotCa("keyUsage does not allow keyCertSign"));
-            }
-            Ok(_) => {}
-            Err(e) => return Err(Error::X509(e.to_string())),
-        }
-
-        let key =
-            KeyPair::try_from(pem::private_key(key_pem)?.as_slice()).map_err(|e| Error::Key {
-                reason: e.to_string(),
-            })?;
-        if key.public_key_raw() != cert.public_key().subject_public_key.data.as_ref() {
-            return Err(Error::KeyMismatch);
-        }
-
-        let issuer = Issuer::from_ca_cert_der(&der.as_slice().into(), key)
-            .map_err(|e| Error::UnsupportedCaSubject(e.to_string()))?;
-        let not_before = validity::from_unix(cert.validity().not_before.timestamp())
-            .ok_or_else(|| Error::X509("notBefore is out of range".to_owned()))?;
-        let not_after = pem::cert_not_after(&cert)?;
-        let subject_der = cert.subject().as_raw().to_vec();
-
-        let ca = Ca {
-            cert_pem: pem::encode("CERTIFICATE", &der),
-            key_pem: issuer.key().serialize_pem(),
-            issuer,
-            subject_der,
-            not_before,
-            not_after,
-        };
-        // rcgen rebuilds the subject from parsed attributes; refuse now, not
-        // at the API server, if that does not reproduce it byte for byte.
-        ca.check_issues_verifiable_names()?;
-        Ok(ca)
+        Ok(Ca {
+            signer: Signer::from_pem(cert_pem, key_pem)?,
+        })
     }
 
     /// The CA certificate (PEM): the webhook's `caBundle`.
     pub fn cert_pem(&self) -> &str {
-        &self.cert_pem
+        &self.signer.cert_pem
     }
 
     /// The CA's private key (PKCS#8 PEM).
     pub fn key_pem(&self) -> &str {
-        &self.key_pem
+        &self.signer.key_pem
     }
 
     /// When the CA expires.
     pub fn not_after(&self) -> SystemTime {
-        self.not_after
+        self.signer.not_after
     }
 
     /// A serving certificate for `dns_names` (an entry that parses as an IP
@@ -165,13 +114,9 @@ impl Ca {
         validity: Duration,
     ) -> Result<CertifiedKeyPem, Error> {
         let now = SystemTime::now();
-        if now < self.not_before || now >= self.not_after {
-            return Err(Error::CaNotValidNow {
-                not_after_unix: unix_seconds(self.not_after),
-            });
-        }
+        self.signer.check_valid_at(now)?;
         let (not_before, not_after) = validity::window(now, validity)?;
-        let not_after = not_after.min(self.not_after);
+        let not_after = not_after.min(self.signer.not_after);
 
         let Some(first) = dns_names.first() else {
             return Err(Error::InvalidName {
@@ -199,34 +144,28 @@ impl Ca {
         params.use_authority_key_identifier_extension = true;
         params.not_before = not_before.into();
         params.not_after = not_after.into();
-        let cert = params.signed_by(&key, &self.issuer)?;
+        let cert = params.signed_by(&key, &self.signer.issuer)?;
 
         Ok(CertifiedKeyPem {
             cert_pem: cert.pem(),
             key_pem: key.serialize_pem(),
         })
     }
+}
 
-    /// Issue a throwaway leaf and check its issuer name is our subject.
-    fn check_issues_verifiable_names(&self) -> Result<(), Error> {
-        let mut params = CertificateParams::default();
-        params.not_before = self.not_before.into();
-        params.not_after = self.not_after.into();
-        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
-        let probe = params.signed_by(&key, &self.issuer)?;
-        let parsed = pem::parse_x509(probe.der())?;
-        if parsed.issuer().as_raw() != self.subject_der.as_slice() {
-            return Err(Error::UnsupportedCaSubject(format!(
-                "re-encoding {:?} changes it (repeated attribute types or uncommon string types)",
-                parsed.issuer().to_string()
-            )));
-        }
-        Ok(())
+/// A CA's common name must be printable text.
+pub(crate) fn check_common_name(common_name: &str) -> Result<(), Error> {
+    if common_name.trim().is_empty() || common_name.chars().any(char::is_control) {
+        return Err(Error::InvalidName {
+            name: common_name.to_owned(),
+            reason: "a CA name must be non-empty printable text".to_owned(),
+        });
     }
+    Ok(())
 }
 
 /// One SAN: an IP address when it parses as one, else a DNS name.
-fn san(name: &str) -> Result<SanType, Error> {
+pub(crate) fn san(name: &str) -> Result<SanType, Error> {
     if let Ok(ip) = name.parse::<IpAddr>() {
         return Ok(SanType::IpAddress(ip));
     }
@@ -248,11 +187,4 @@ fn san(name: &str) -> Result<SanType, Error> {
 
 fn is_dns_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'*')
-}
-
-fn unix_seconds(t: SystemTime) -> i64 {
-    match t.duration_since(SystemTime::UNIX_EPOCH) {
-        Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
-        Err(e) => i64::try_from(e.duration().as_secs()).map_or(i64::MIN, |s| -s),
-    }
 }

@@ -63,6 +63,25 @@ pub enum Error {
         /// Why it was refused.
         reason: String,
     },
+    /// A certificate signing request is malformed, unsigned by its key, or
+    /// asks for a key type the mesh does not use.
+    #[error("invalid certificate signing request: {reason}")]
+    InvalidCsr {
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A CSR asks for other names than the one identity its requester holds.
+    #[error("the CSR asks for [{}] but may only ask for {allowed}", requested.join(", "))]
+    IdentityMismatch {
+        /// The names the CSR asked for.
+        requested: Vec<String>,
+        /// The one SPIFFE ID it may ask for.
+        allowed: String,
+    },
+    /// An issuer is not signed by any anchor of the trust bundle, so
+    /// proxies would reject everything it signs.
+    #[error("the issuer certificate is not signed by any of the trust anchors")]
+    NotSignedByAnchor,
     /// rcgen refused to generate a key or sign a certificate.
     #[error("could not generate the certificate: {0}")]
     Generate(#[from] rcgen::Error),

@@ -15,6 +15,19 @@ pub const DEFAULT_CA_VALIDITY: Duration = Duration::from_secs(365 * 24 * 60 * 60
 /// `weft install` (or let cert-manager renew it).
 pub const DEFAULT_SERVING_VALIDITY: Duration = Duration::from_secs(90 * 24 * 60 * 60);
 
+/// Default lifetime of the mesh trust anchor: ten years. Rotating it means
+/// distributing a new bundle to every proxy, so it should be rare; its key
+/// lives offline.
+pub const DEFAULT_TRUST_ANCHOR_VALIDITY: Duration = Duration::from_secs(10 * 365 * 24 * 60 * 60);
+
+/// Default lifetime of the mesh issuer: one year. A new issuer from the same
+/// anchor needs no change in any proxy.
+pub const DEFAULT_ISSUER_VALIDITY: Duration = Duration::from_secs(365 * 24 * 60 * 60);
+
+/// Default lifetime of a proxy's certificate: 24 hours, renewed by the
+/// proxy well before it ends.
+pub const DEFAULT_LEAF_VALIDITY: Duration = Duration::from_secs(24 * 60 * 60);
+
 /// How far `notBefore` is set in the past, so that an API server whose clock
 /// runs a little behind ours accepts a certificate made a moment ago.
 pub const CLOCK_SKEW_ALLOWANCE: Duration = Duration::from_secs(5 * 60);
@@ -42,6 +55,16 @@ pub(crate) fn window(
     let not_before = now.checked_sub(CLOCK_SKEW_ALLOWANCE).ok_or_else(invalid)?;
     let not_after = now.checked_add(validity).ok_or_else(invalid)?;
     Ok((not_before, not_after))
+}
+
+/// `t` without its fraction of a second, as X.509 encodes it, so a date
+/// returned beside a certificate equals the one read back from it.
+pub(crate) fn whole_seconds(t: SystemTime) -> SystemTime {
+    match t.duration_since(SystemTime::UNIX_EPOCH) {
+        Ok(d) => SystemTime::UNIX_EPOCH + Duration::from_secs(d.as_secs()),
+        // Before 1970 (never for a certificate made now): leave it.
+        Err(_) => t,
+    }
 }
 
 /// Unix seconds (as X.509 dates are read) to a `SystemTime`; `None` when the

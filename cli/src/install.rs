@@ -4,8 +4,11 @@
 //! serving certificate are made fresh on every run (or signed by a CA the
 //! operator supplies), so re-running and re-applying is also how they are
 //! rotated. With `--cert-manager`, cert-manager makes and renews them instead.
+//! The mesh's trust anchors and issuer come from the `--identity-*` files
+//! (made with `weft certs`), or are made for this install.
 
 mod certificates;
+mod identity;
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -28,12 +31,12 @@ pub struct Args {
     #[arg(long, value_name = "NAMESPACE", default_value = DEFAULT_NAMESPACE)]
     control_plane_namespace: String,
 
-    /// High availability: 3 injectors, each on its own node (required pod
-    /// anti-affinity), with a PodDisruptionBudget.
+    /// High availability: 3 injectors and 3 weft-controls, each on its own
+    /// node (required pod anti-affinity), with PodDisruptionBudgets.
     #[arg(long)]
     ha: bool,
 
-    /// Injector replicas [default: 2, or 3 with --ha].
+    /// Replicas of the injector and of weft-control [default: 2, or 3 with --ha].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100))]
     replicas: Option<u32>,
 
@@ -87,6 +90,27 @@ pub struct Args {
     /// The private key (PKCS#8 PEM) of --ca-cert-file.
     #[arg(long, value_name = "FILE", requires = "ca_cert_file")]
     ca_key_file: Option<PathBuf>,
+
+    /// weft-control (identity and destination) image [default:
+    /// ghcr.io/weft-dev/weft-control:<--image-tag>].
+    #[arg(long, value_name = "IMAGE")]
+    control_image: Option<String>,
+
+    /// The mesh's trust anchors (PEM bundle, e.g. ca.crt from `weft certs
+    /// anchor`) [default: a new anchor made for this install].
+    #[arg(long, value_name = "FILE",
+          requires_all = ["identity_issuer_certificate_file", "identity_issuer_key_file"])]
+    identity_trust_anchors_file: Option<PathBuf>,
+
+    /// The issuer identity signs with (issuer.crt from `weft certs issuer`).
+    #[arg(long, value_name = "FILE",
+          requires_all = ["identity_trust_anchors_file", "identity_issuer_key_file"])]
+    identity_issuer_certificate_file: Option<PathBuf>,
+
+    /// The issuer's private key (PKCS#8 PEM, issuer.key).
+    #[arg(long, value_name = "FILE",
+          requires_all = ["identity_trust_anchors_file", "identity_issuer_certificate_file"])]
+    identity_issuer_key_file: Option<PathBuf>,
 }
 
 /// `--webhook-failure-policy`, spelled as Kubernetes spells it.
@@ -121,6 +145,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         };
         options.tls = certificates::serving(&ca, &options)?;
     }
+    options.identity = Some(
+        match (
+            &args.identity_trust_anchors_file,
+            &args.identity_issuer_certificate_file,
+            &args.identity_issuer_key_file,
+        ) {
+            (Some(anchors), Some(cert), Some(key)) => identity::load(anchors, cert, key)?,
+            _ => identity::generate()?,
+        },
+    );
 
     let manifests = weft_webhook_config::render(&options).context("rendering the manifests")?;
     let mut stdout = std::io::stdout().lock();
@@ -164,6 +198,10 @@ fn options(args: &Args) -> anyhow::Result<RenderOptions> {
         .proxy_image
         .clone()
         .unwrap_or_else(|| weft_webhook_config::image("weft-proxy", &args.image_tag));
+    options.control_image = args
+        .control_image
+        .clone()
+        .unwrap_or_else(|| weft_webhook_config::image("weft-control", &args.image_tag));
     options.replicas = replicas;
     options.ha = args.ha;
     options.failure_policy = args.webhook_failure_policy.into();
@@ -190,6 +228,7 @@ fn flag_error(err: weft_webhook_config::Error) -> anyhow::Error {
         "namespace" => "--control-plane-namespace",
         "injector image" => "--injector-image",
         "proxy image" => "--proxy-image",
+        "control image" => "--control-image",
         "replicas" => "--replicas",
         "webhook timeout" => "--webhook-timeout-seconds",
         "trust domain" => "--trust-domain",

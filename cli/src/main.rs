@@ -3,6 +3,8 @@
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
+mod certs;
+mod check;
 mod inject;
 mod install;
 
@@ -19,16 +21,23 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Print weft's control plane as YAML, for `| kubectl apply -f -`.
-    Install(install::Args),
+    // Boxed: its many flags make it far larger than the other variants.
+    Install(Box<install::Args>),
     /// Inject the weft proxy into Kubernetes manifests (files, folders or `-`).
     Inject(inject::Args),
+    /// Make the mesh's trust anchor, issuer and trust bundle.
+    Certs(certs::Args),
+    /// Check weft's certificates (expiry, chain to the trust anchors).
+    Check(check::Args),
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Install(args) => install::run(args),
+        Command::Install(args) => install::run(*args),
         Command::Inject(args) => inject::run(args),
+        Command::Certs(args) => certs::run(args),
+        Command::Check(args) => check::run(args),
     };
     match result {
         Ok(code) => code,

@@ -129,7 +129,9 @@ fn handshake(printed: &Printed, name: &str) -> Result<(), BoxError> {
 #[test]
 fn default_output_parses_into_kubernetes_objects() -> TestResult {
     let documents = install(&[])?;
-    assert_eq!(documents.len(), 9);
+    // The injector's 9 documents and weft-control's 9 (RBAC 3, trust
+    // anchors and issuer 2, Services 2, Deployment and its budget 2).
+    assert_eq!(documents.len(), 18);
     for d in &documents {
         assert!(d["apiVersion"].is_string(), "{d:?}");
         assert!(d["kind"].is_string(), "{d:?}");
@@ -260,7 +262,9 @@ fn cert_manager_prints_no_secret_and_asks_for_ca_injection() -> TestResult {
     assert!(output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("cert-manager"));
     let documents = install(&["--cert-manager"])?;
-    assert!(!documents.iter().any(|d| d["kind"] == "Secret"));
+    // cert-manager makes the webhook's Secret; the mesh issuer's is ours.
+    assert!(find(&documents, "Secret", "weft-injector-tls").is_err());
+    find(&documents, "Secret", "weft-identity-issuer")?;
     let configuration = find(&documents, "MutatingWebhookConfiguration", "weft-injector")?;
     assert_eq!(
         configuration["metadata"]["annotations"]["cert-manager.io/inject-ca-from"],

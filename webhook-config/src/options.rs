@@ -32,6 +32,15 @@ pub const INJECTOR_NAME: &str = "weft-injector";
 pub const WEBHOOK_NAME: &str = "inject.weft.dev";
 /// The Secret holding the serving certificate.
 pub const TLS_SECRET_NAME: &str = "weft-injector-tls";
+/// The control plane's (identity and destination) Deployment and
+/// ServiceAccount name.
+pub const CONTROL_NAME: &str = "weft-control";
+/// The Secret holding the mesh issuer (`tls.crt`, `tls.key`).
+pub const ISSUER_SECRET_NAME: &str = "weft-identity-issuer";
+/// The ConfigMap holding the mesh trust anchors (`ca-bundle.crt`).
+pub const TRUST_ANCHORS_CONFIGMAP_NAME: &str = "weft-trust-anchors";
+/// Where the trust anchors are mounted in the injector and weft-control.
+pub const TRUST_ANCHORS_PATH: &str = "/var/run/weft/identity/trust-anchors/ca-bundle.crt";
 
 /// `<registry>/<name>:<tag>` for one of weft's images.
 pub fn image(name: &str, tag: &str) -> String {
@@ -46,6 +55,34 @@ pub fn default_injector_image() -> String {
 /// The proxy image of this version.
 pub fn default_proxy_image() -> String {
     image("weft-proxy", &format!("v{VERSION}"))
+}
+
+/// The control-plane (identity and destination) image of this version.
+pub fn default_control_image() -> String {
+    image("weft-control", &format!("v{VERSION}"))
+}
+
+/// The mesh's identity material: the trust anchors every proxy trusts and
+/// the issuer identity signs with. The anchors' keys are never here.
+#[derive(Clone, PartialEq, Eq)]
+pub struct IdentityCerts {
+    /// The trust bundle (PEM certificates): the ConfigMap's `ca-bundle.crt`.
+    pub trust_anchors_pem: String,
+    /// The issuer certificate (PEM): the Secret's `tls.crt`.
+    pub issuer_cert_pem: String,
+    /// The issuer key (PKCS#8 PEM): the Secret's `tls.key`.
+    pub issuer_key_pem: String,
+}
+
+impl fmt::Debug for IdentityCerts {
+    // The issuer key must not reach a log through `{:?}`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IdentityCerts")
+            .field("trust_anchors_pem", &self.trust_anchors_pem)
+            .field("issuer_cert_pem", &self.issuer_cert_pem)
+            .field("issuer_key_pem", &"[elided]")
+            .finish()
+    }
 }
 
 /// What the API server does when the injector cannot answer.
@@ -160,6 +197,13 @@ pub struct RenderOptions {
     pub webhook_target: WebhookTarget,
     /// Where the serving certificate comes from.
     pub tls: Tls,
+    /// The weft-control image (identity and destination).
+    pub control_image: String,
+    /// The mesh's trust anchors and issuer. With them, the render adds
+    /// weft-control (identity and destination) and gives the injector the
+    /// anchors; without them it is the injector alone (what the e2e webhook
+    /// suite runs).
+    pub identity: Option<IdentityCerts>,
 }
 
 impl RenderOptions {
@@ -177,6 +221,8 @@ impl RenderOptions {
             log_level: DEFAULT_LOG_LEVEL.to_owned(),
             webhook_target: WebhookTarget::default(),
             tls,
+            control_image: default_control_image(),
+            identity: None,
         }
     }
 
@@ -209,6 +255,16 @@ impl RenderOptions {
             pem_block("CA certificate", ca_cert_pem, "CERTIFICATE")?;
             pem_block("serving certificate", cert_pem, "CERTIFICATE")?;
             pem_block("serving key", key_pem, "PRIVATE KEY")?;
+        }
+        if let Some(identity) = &self.identity {
+            image_reference("control image", &self.control_image)?;
+            pem_block("trust anchors", &identity.trust_anchors_pem, "CERTIFICATE")?;
+            pem_block(
+                "issuer certificate",
+                &identity.issuer_cert_pem,
+                "CERTIFICATE",
+            )?;
+            pem_block("issuer key", &identity.issuer_key_pem, "PRIVATE KEY")?;
         }
         Ok(())
     }
@@ -251,6 +307,29 @@ mod tests {
             key_pem: cert,
         };
         assert!(options.validate().is_err());
+    }
+
+    #[test]
+    fn identity_certs_must_hold_pem_of_the_right_kind() {
+        let cert = "-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n".to_owned();
+        let key = "-----BEGIN PRIVATE KEY-----\nAA==\n-----END PRIVATE KEY-----\n".to_owned();
+        let mut options = RenderOptions::new(tls());
+        options.identity = Some(IdentityCerts {
+            trust_anchors_pem: cert.clone(),
+            issuer_cert_pem: cert.clone(),
+            issuer_key_pem: key.clone(),
+        });
+        assert!(options.validate().is_ok());
+        options.identity = Some(IdentityCerts {
+            trust_anchors_pem: cert.clone(),
+            issuer_cert_pem: key.clone(),
+            issuer_key_pem: key,
+        });
+        assert!(options.validate().is_err());
+        assert!(
+            !format!("{:?}", options.identity).contains("PRIVATE KEY-----\nAA"),
+            "the issuer key is elided"
+        );
     }
 
     #[test]

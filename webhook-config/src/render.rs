@@ -7,7 +7,10 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_yaml::{Mapping, Value};
 
 use crate::Error;
-use crate::options::{INJECTOR_NAME, RenderOptions, Tls, VERSION, WebhookTarget};
+use crate::options::{
+    CONTROL_NAME, INJECTOR_NAME, RenderOptions, TRUST_ANCHORS_CONFIGMAP_NAME, TRUST_ANCHORS_PATH,
+    Tls, VERSION, WebhookTarget,
+};
 use crate::template::{self, Param, Params};
 
 /// A template file: its name (for errors) and its text.
@@ -33,10 +36,29 @@ const DEPLOYMENT: Template = (
 );
 const PDB: Template = ("pdb.yaml", include_str!("../manifests/pdb.yaml"));
 const WEBHOOK: Template = ("webhook.yaml", include_str!("../manifests/webhook.yaml"));
+const CONTROL_RBAC: Template = (
+    "control-rbac.yaml",
+    include_str!("../manifests/control-rbac.yaml"),
+);
+const IDENTITY_CERTS: Template = (
+    "identity-certs.yaml",
+    include_str!("../manifests/identity-certs.yaml"),
+);
+const CONTROL_SERVICE: Template = (
+    "control-service.yaml",
+    include_str!("../manifests/control-service.yaml"),
+);
+const CONTROL_DEPLOYMENT: Template = (
+    "control-deployment.yaml",
+    include_str!("../manifests/control-deployment.yaml"),
+);
 
 /// The control plane as YAML documents (serde values), in apply order: the
-/// namespace and RBAC first, the webhook configuration last so that the API
-/// server only calls the injector once everything it needs exists.
+/// namespace and RBAC first, then the certificates, Services and
+/// Deployments, and the webhook configuration last so that the API server
+/// only calls the injector once everything it needs exists. With
+/// [`RenderOptions::identity`], weft-control's documents are interleaved
+/// at the same stages.
 ///
 /// The e2e harness picks single documents from here (e.g. the
 /// `MutatingWebhookConfiguration` in the URL form).
@@ -48,25 +70,57 @@ pub fn render_documents(options: &RenderOptions) -> Result<Vec<Value>, Error> {
         Tls::Bundled { .. } => TLS_SECRET,
         Tls::CertManager => CERT_MANAGER,
     };
+    let identity = options.identity.is_some();
+    let templates = [
+        Some(NAMESPACE),
+        Some(RBAC),
+        identity.then_some(CONTROL_RBAC),
+        Some(certificates),
+        identity.then_some(IDENTITY_CERTS),
+        Some(SERVICE),
+        identity.then_some(CONTROL_SERVICE),
+        Some(DEPLOYMENT),
+        identity.then_some(CONTROL_DEPLOYMENT),
+        Some(PDB),
+        Some(WEBHOOK),
+    ];
     let mut documents = Vec::new();
-    for (file, text) in [
-        NAMESPACE,
-        RBAC,
-        certificates,
-        SERVICE,
-        DEPLOYMENT,
-        PDB,
-        WEBHOOK,
-    ] {
+    for (file, text) in templates.into_iter().flatten() {
         documents.extend(template::render(file, text, &params)?);
     }
 
+    if identity {
+        mount_trust_anchors(find(
+            &mut documents,
+            "Deployment",
+            INJECTOR_NAME,
+            DEPLOYMENT.0,
+        )?)?;
+    }
     if options.ha {
-        require_anti_affinity(find(&mut documents, "Deployment", DEPLOYMENT.0)?)?;
+        require_anti_affinity(find(
+            &mut documents,
+            "Deployment",
+            INJECTOR_NAME,
+            DEPLOYMENT.0,
+        )?)?;
+        if identity {
+            require_anti_affinity(find(
+                &mut documents,
+                "Deployment",
+                CONTROL_NAME,
+                CONTROL_DEPLOYMENT.0,
+            )?)?;
+        }
     }
     if let WebhookTarget::Url(url) = &options.webhook_target {
         point_webhook_at_url(
-            find(&mut documents, "MutatingWebhookConfiguration", WEBHOOK.0)?,
+            find(
+                &mut documents,
+                "MutatingWebhookConfiguration",
+                INJECTOR_NAME,
+                WEBHOOK.0,
+            )?,
             url,
         )?;
     }
@@ -81,8 +135,16 @@ pub fn render(options: &RenderOptions) -> Result<String, Error> {
         "# weft v{VERSION} control plane (namespace {}). Apply with: kubectl apply -f -\n",
         options.namespace
     );
-    if matches!(options.tls, Tls::Bundled { .. }) {
-        out.push_str("# Holds the webhook's private key: keep this output as safe as a Secret.\n");
+    let keys = match (&options.tls, options.identity.is_some()) {
+        (Tls::Bundled { .. }, false) => Some("the webhook's private key"),
+        (Tls::Bundled { .. }, true) => Some("the webhook's and the mesh issuer's private keys"),
+        (Tls::CertManager, true) => Some("the mesh issuer's private key"),
+        (Tls::CertManager, false) => None,
+    };
+    if let Some(keys) = keys {
+        out.push_str(&format!(
+            "# Holds {keys}: keep this output as safe as a Secret.\n"
+        ));
     }
     for document in documents {
         out.push_str("---\n");
@@ -102,6 +164,15 @@ fn params(options: &RenderOptions) -> Params {
     params.insert("log_level", options.log_level.as_str().into());
     params.insert("timeout_seconds", options.webhook_timeout_seconds.into());
     params.insert("failure_policy", options.failure_policy.as_str().into());
+    if let Some(identity) = &options.identity {
+        params.insert("control_image", options.control_image.as_str().into());
+        params.insert("trust_anchors", identity.trust_anchors_pem.as_str().into());
+        params.insert(
+            "issuer_crt",
+            BASE64.encode(&identity.issuer_cert_pem).into(),
+        );
+        params.insert("issuer_key", BASE64.encode(&identity.issuer_key_pem).into());
+    }
     match &options.tls {
         Tls::Bundled {
             ca_cert_pem,
@@ -126,10 +197,11 @@ fn params(options: &RenderOptions) -> Params {
     params
 }
 
-/// The document of `kind` named `weft-injector`.
+/// The document of `kind` named `name`.
 fn find<'d>(
     documents: &'d mut [Value],
     kind: &str,
+    name: &str,
     file: &'static str,
 ) -> Result<&'d mut Value, Error> {
     documents
@@ -139,11 +211,11 @@ fn find<'d>(
                 && d.get("metadata")
                     .and_then(|m| m.get("name"))
                     .and_then(Value::as_str)
-                    == Some(INJECTOR_NAME)
+                    == Some(name)
         })
         .ok_or_else(|| Error::Template {
             file,
-            reason: format!("no {kind} named {INJECTOR_NAME}"),
+            reason: format!("no {kind} named {name}"),
         })
 }
 
@@ -157,8 +229,56 @@ fn at<'v>(value: &'v mut Value, path: &[&str], file: &'static str) -> Result<&'v
     })
 }
 
-/// `--ha`: each injector on its own node. The template's preferred terms
-/// become required ones, so a node failure never takes two injectors.
+/// The injector writes the mesh's trust anchors into every pod
+/// (`WEFT_PROXY_TRUST_ANCHORS`): mount the ConfigMap and pass the file.
+/// The injector reads it at start, so a changed bundle reaches new pods
+/// after `kubectl rollout restart deploy/weft-injector`.
+fn mount_trust_anchors(deployment: &mut Value) -> Result<(), Error> {
+    let file = DEPLOYMENT.0;
+    let dir = TRUST_ANCHORS_PATH
+        .rsplit_once('/')
+        .map_or(TRUST_ANCHORS_PATH, |(dir, _)| dir);
+    let pod = at(deployment, &["spec", "template", "spec"], file)?;
+    let container = at(pod, &["containers"], file)?
+        .get_mut(0)
+        .ok_or_else(|| not_a("containers", "non-empty list", file))?;
+    push(
+        at(container, &["args"], file)?,
+        format!("--trust-anchors-file={TRUST_ANCHORS_PATH}").into(),
+        "args",
+    )?;
+    let mut mount = Mapping::new();
+    mount.insert("name".into(), "trust-anchors".into());
+    mount.insert("mountPath".into(), dir.into());
+    mount.insert("readOnly".into(), true.into());
+    push(
+        at(container, &["volumeMounts"], file)?,
+        Value::Mapping(mount),
+        "volumeMounts",
+    )?;
+    let mut config_map = Mapping::new();
+    config_map.insert("name".into(), TRUST_ANCHORS_CONFIGMAP_NAME.into());
+    let mut volume = Mapping::new();
+    volume.insert("name".into(), "trust-anchors".into());
+    volume.insert("configMap".into(), Value::Mapping(config_map));
+    push(
+        at(pod, &["volumes"], file)?,
+        Value::Mapping(volume),
+        "volumes",
+    )
+}
+
+/// Appends `item` to the list `list`.
+fn push(list: &mut Value, item: Value, what: &str) -> Result<(), Error> {
+    list.as_sequence_mut()
+        .ok_or_else(|| not_a(what, "list", DEPLOYMENT.0))?
+        .push(item);
+    Ok(())
+}
+
+/// `--ha`: each replica (injector or weft-control) on its own node. The
+/// template's preferred terms become required ones, so a node failure
+/// never takes two replicas.
 fn require_anti_affinity(deployment: &mut Value) -> Result<(), Error> {
     const PREFERRED: &str = "preferredDuringSchedulingIgnoredDuringExecution";
     const REQUIRED: &str = "requiredDuringSchedulingIgnoredDuringExecution";

@@ -1,0 +1,204 @@
+//! The wire format of the destination API: the `addr` a proxy asks about,
+//! and the JSON [`Answer`] it gets back (one object for `/v1/resolve`, one
+//! line per change for `/v1/watch`).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use serde::{Deserialize, Serialize};
+
+use super::endpoint::Endpoint;
+use super::error::DestinationError;
+
+/// Longest `addr` echoed back in an error (an IPv6 address with a zone and
+/// port is well under this).
+const MAX_ADDR_SHOWN: usize = 64;
+
+/// Parses `IP:PORT` (`[IPv6]:PORT` for IPv6). An IPv4-mapped IPv6 address is
+/// taken as the IPv4 address it maps.
+pub fn parse_addr(text: Option<&str>) -> Result<SocketAddr, DestinationError> {
+    let text = text.ok_or(DestinationError::MissingAddr)?;
+    let shown = || shorten(text);
+    let addr: SocketAddr = text
+        .trim()
+        .parse()
+        .map_err(|_| DestinationError::BadAddr(shown()))?;
+    if addr.port() == 0 {
+        return Err(DestinationError::PortZero(shown()));
+    }
+    Ok(SocketAddr::new(addr.ip().to_canonical(), addr.port()))
+}
+
+fn shorten(text: &str) -> String {
+    match text.char_indices().nth(MAX_ADDR_SHOWN) {
+        Some((cut, _)) => format!("{}...", &text[..cut]),
+        None => text.to_string(),
+    }
+}
+
+/// What destination says about one address.
+///
+/// For an address no pod has, only `addr` and `meshed: false`. For a pod's
+/// address, also `opaque` and `labels`; and when the pod is meshed on that
+/// port, `identity` and `proxy_port`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Answer {
+    /// The address asked about, canonical (`10.0.0.5:80`, `[fd00::5]:80`).
+    pub addr: String,
+    /// A proxy is there and terminates mesh TLS on this port.
+    pub meshed: bool,
+    /// The SPIFFE identity the peer must present, when meshed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<String>,
+    /// Traffic to this port skips protocol detection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub opaque: Option<bool>,
+    /// The peer proxy's inbound port, when meshed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_port: Option<u16>,
+    /// Metric labels for the peer (`dst_namespace`, `dst_pod`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<BTreeMap<String, String>>,
+}
+
+impl Answer {
+    /// The answer for `addr` given the endpoint (if any) that has its IP.
+    pub fn new(addr: SocketAddr, endpoint: Option<&Endpoint>, proxy_port: u16) -> Self {
+        let Some(endpoint) = endpoint else {
+            return Answer {
+                addr: addr.to_string(),
+                meshed: false,
+                identity: None,
+                opaque: None,
+                proxy_port: None,
+                labels: None,
+            };
+        };
+        let meshed = endpoint.meshed_on(addr.port());
+        Answer {
+            addr: addr.to_string(),
+            meshed,
+            identity: endpoint.identity.clone().filter(|_| meshed),
+            opaque: Some(endpoint.opaque_on(addr.port())),
+            proxy_port: meshed.then_some(proxy_port),
+            labels: Some(endpoint.labels.clone()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use weft_injector::ports::PortList;
+
+    use super::*;
+    use crate::destination::endpoint::PodKey;
+
+    fn endpoint(meshed: bool) -> Endpoint {
+        Endpoint {
+            pod: PodKey {
+                namespace: "shop".to_string(),
+                name: "web-1".to_string(),
+            },
+            meshed,
+            identity: meshed.then(|| "spiffe://cluster.local/ns/shop/sa/web".to_string()),
+            opaque_ports: PortList::from_ranges(vec![(3306, 3306)]),
+            skip_inbound_ports: PortList::from_ranges(vec![(25, 25)]),
+            labels: BTreeMap::from([
+                ("dst_namespace".to_string(), "shop".to_string()),
+                ("dst_pod".to_string(), "web-1".to_string()),
+            ]),
+            problems: Vec::new(),
+        }
+    }
+
+    fn addr(text: &str) -> SocketAddr {
+        parse_addr(Some(text)).expect("valid addr")
+    }
+
+    #[test]
+    fn parses_ipv4_ipv6_and_mapped_addresses() {
+        assert_eq!(addr("10.0.0.5:8080").to_string(), "10.0.0.5:8080");
+        assert_eq!(addr(" [fd00::5]:443 ").to_string(), "[fd00::5]:443");
+        assert_eq!(addr("[::ffff:10.0.0.5]:80").to_string(), "10.0.0.5:80");
+    }
+
+    #[test]
+    fn rejects_garbage_with_a_reason() {
+        assert!(matches!(
+            parse_addr(None),
+            Err(DestinationError::MissingAddr)
+        ));
+        for bad in [
+            "",
+            "10.0.0.5",
+            "10.0.0.5:",
+            "10.0.0.5:99999",
+            "fd00::5:80",
+            "web:80",
+            "10.0.0.300:80",
+        ] {
+            assert!(
+                matches!(parse_addr(Some(bad)), Err(DestinationError::BadAddr(_))),
+                "{bad:?}"
+            );
+        }
+        assert!(matches!(
+            parse_addr(Some("10.0.0.5:0")),
+            Err(DestinationError::PortZero(_))
+        ));
+        let long = "9".repeat(10_000);
+        let Err(DestinationError::BadAddr(shown)) = parse_addr(Some(&long)) else {
+            panic!("a long addr is bad");
+        };
+        assert!(shown.len() < 100, "{} chars echoed", shown.len());
+    }
+
+    #[test]
+    fn an_unknown_address_is_just_unmeshed() {
+        let answer = Answer::new(addr("10.0.0.9:80"), None, 4143);
+        assert_eq!(
+            serde_json::to_value(&answer).expect("json"),
+            serde_json::json!({"addr": "10.0.0.9:80", "meshed": false})
+        );
+    }
+
+    #[test]
+    fn a_meshed_pod_gives_identity_port_and_labels() {
+        let answer = Answer::new(addr("10.0.0.5:3306"), Some(&endpoint(true)), 4143);
+        assert_eq!(
+            serde_json::to_value(&answer).expect("json"),
+            serde_json::json!({
+                "addr": "10.0.0.5:3306",
+                "meshed": true,
+                "identity": "spiffe://cluster.local/ns/shop/sa/web",
+                "opaque": true,
+                "proxy_port": 4143,
+                "labels": {"dst_namespace": "shop", "dst_pod": "web-1"},
+            })
+        );
+    }
+
+    #[test]
+    fn a_skipped_inbound_port_or_an_unmeshed_pod_gets_no_identity() {
+        for (meshed, port) in [(true, 25), (false, 80)] {
+            let answer = Answer::new(
+                addr(&format!("10.0.0.5:{port}")),
+                Some(&endpoint(meshed)),
+                4143,
+            );
+            assert!(!answer.meshed);
+            assert_eq!(answer.identity, None);
+            assert_eq!(answer.proxy_port, None);
+            assert_eq!(answer.opaque, Some(false));
+            assert!(answer.labels.is_some());
+        }
+    }
+
+    #[test]
+    fn round_trips_through_json() {
+        let answer = Answer::new(addr("10.0.0.5:80"), Some(&endpoint(true)), 4143);
+        let text = serde_json::to_string(&answer).expect("json");
+        let back: Answer = serde_json::from_str(&text).expect("parses");
+        assert_eq!(back, answer);
+    }
+}
