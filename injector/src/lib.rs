@@ -5,8 +5,9 @@
 //! The policy (`decision`, `overrides`, `plan`) is pure: it reads a pod and its
 //! namespace's annotations and never touches the network, so the webhook
 //! server (`server`) and `weft inject` in the CLI share it and never disagree.
-//! Talking to the API server (the namespace watch cache) and serving HTTPS
-//! live in `namespaces`, `tls` and `server`.
+//! Talking to the API server (the namespace watch cache, Events about
+//! injections) and serving HTTPS live in `namespaces`, `events`, `tls` and
+//! `server`.
 
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
@@ -23,6 +24,7 @@ pub mod report;
 pub mod values;
 
 pub mod admission;
+pub mod events;
 pub mod metrics;
 pub mod namespaces;
 pub mod server;

@@ -1,8 +1,9 @@
 //! `weft-injector`: the mutating admission webhook server.
 //!
 //! Thin on purpose: read the flags (each also from its env var, see
-//! `docs/architecture.md`), start the namespace watch and the certificate
-//! reloader, and serve until SIGTERM. Everything else lives in the library.
+//! `docs/architecture.md`), start the namespace watch, the certificate
+//! reloader and the Event publisher, and serve until SIGTERM. Everything
+//! else lives in the library.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -11,18 +12,22 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use clap::Parser;
 use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::runtime::events::{Recorder, Reporter};
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject as _;
 use weft_injector::InjectorConfig;
 use weft_injector::config::PROXY_VERSION;
+use weft_injector::events::{self, EventSender};
 use weft_injector::metrics::Metrics;
 use weft_injector::namespaces::{self, KubeNamespaces};
 use weft_injector::server::{AppState, Limits, Server};
 use weft_injector::tls::{self, CertReloader, CertResolver};
 
 /// weft's mutating admission webhook: injects the weft proxy into pods.
+// A flag given twice takes its last value, as with kubectl and most
+// Kubernetes components, so a wrapper can append an override.
 #[derive(Debug, Parser)]
-#[command(name = "weft-injector", version)]
+#[command(name = "weft-injector", version, args_override_self = true)]
 struct Args {
     /// HTTPS address: /mutate, /healthz, /readyz.
     #[arg(long, env = "WEFT_INJECTOR_LISTEN", default_value = "0.0.0.0:8443")]
@@ -84,6 +89,16 @@ struct Args {
         action = clap::ArgAction::Set
     )]
     native_sidecar: bool,
+    /// Record Kubernetes Events (Injected, InjectionSkipped) on the pods' controllers.
+    #[arg(
+        long,
+        env = "WEFT_INJECTOR_EVENTS",
+        default_value_t = true,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set
+    )]
+    events: bool,
     /// Kubeconfig for the namespace watch (default: in-cluster, else ~/.kube/config).
     #[arg(long, env = "KUBECONFIG")]
     kubeconfig: Option<String>,
@@ -124,16 +139,23 @@ async fn main() -> anyhow::Result<()> {
     tokio::spawn(reloader.run(tls::DEFAULT_RELOAD_INTERVAL));
 
     let client = kube_client(args.kubeconfig.as_deref()).await?;
-    let namespaces = KubeNamespaces::spawn(client, namespaces::DEFAULT_MISS_TIMEOUT);
+    let namespaces = KubeNamespaces::spawn(client.clone(), namespaces::DEFAULT_MISS_TIMEOUT);
 
     let limits = Limits::default();
-    let state = AppState::new(
+    let mut state = AppState::new(
         config,
         Arc::new(namespaces),
         certs.clone(),
-        metrics,
+        metrics.clone(),
         &limits,
     );
+    if args.events {
+        // The instance is the host name, which Kubernetes sets to the pod's
+        // name: each replica keeps its own Event series.
+        let recorder = Recorder::new(client, Reporter::from(events::REPORTING_CONTROLLER));
+        let sender = EventSender::spawn(recorder, events::DEFAULT_QUEUE_CAPACITY, metrics);
+        state = state.with_events(sender);
+    }
     let tls = Arc::new(tls::server_config(certs)?);
     let server = Server::bind(args.listen, args.admin_listen, state, tls, limits).await?;
     tracing::info!(

@@ -1,6 +1,7 @@
 //! The injector's Prometheus metrics: reviews by outcome and how long they
-//! took, certificate reloads, namespace lookups and TLS handshakes that
-//! failed. Served as OpenMetrics text on the admin port's `/metrics`.
+//! took, certificate reloads, namespace lookups, TLS handshakes that failed
+//! and Kubernetes Events by result. Served as OpenMetrics text on the admin
+//! port's `/metrics`.
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
@@ -9,6 +10,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
 use crate::admission::Outcome;
+use crate::events::EventResult;
 use crate::namespaces::LookupSource;
 
 /// The content type of [`Metrics::encode`]'s output.
@@ -73,6 +75,17 @@ struct LookupLabels {
     source: LookupSource,
 }
 
+impl EncodeLabelValue for EventResult {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
+        std::fmt::Write::write_str(encoder, self.as_str())
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EventLabels {
+    result: EventResult,
+}
+
 /// Every metric the injector exports, registered once at start-up.
 #[derive(Debug)]
 pub struct Metrics {
@@ -83,6 +96,7 @@ pub struct Metrics {
     namespace_lookups: Family<LookupLabels, Counter>,
     tls_handshake_failures: Counter,
     request_timeouts: Counter,
+    events: Family<EventLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -132,6 +146,12 @@ impl Metrics {
             "Requests abandoned because the client did not send them within the request timeout",
             request_timeouts.clone(),
         );
+        let events = Family::<EventLabels, Counter>::default();
+        registry.register(
+            "events",
+            "Kubernetes Events about injections, by result (dropped: the queue was full)",
+            events.clone(),
+        );
 
         // Show every outcome and result from zero, so a rate() over them
         // works before the first event and dashboards list them all.
@@ -148,6 +168,9 @@ impl Metrics {
         ] {
             let _ = namespace_lookups.get_or_create(&LookupLabels { source });
         }
+        for result in EventResult::ALL {
+            let _ = events.get_or_create(&EventLabels { result });
+        }
 
         Metrics {
             registry,
@@ -157,6 +180,7 @@ impl Metrics {
             namespace_lookups,
             tls_handshake_failures,
             request_timeouts,
+            events,
         }
     }
 
@@ -200,6 +224,16 @@ impl Metrics {
     /// Counts one request abandoned at the request timeout.
     pub fn request_timeout(&self) {
         self.request_timeouts.inc();
+    }
+
+    /// Counts one Event published, failed or dropped.
+    pub fn event(&self, result: EventResult) {
+        self.events.get_or_create(&EventLabels { result }).inc();
+    }
+
+    /// How many Events ended with `result` so far.
+    pub fn events(&self, result: EventResult) -> u64 {
+        self.events.get_or_create(&EventLabels { result }).get()
     }
 
     /// The whole registry in the OpenMetrics text format.
@@ -251,6 +285,7 @@ mod tests {
         metrics.certificate_reload(ReloadResult::Success);
         metrics.namespace_lookup(LookupSource::Api);
         metrics.tls_handshake_failure();
+        metrics.event(EventResult::Dropped);
         assert_eq!(metrics.reviews(Outcome::Injected), 2);
         assert_eq!(metrics.certificate_reloads(ReloadResult::Success), 1);
 
@@ -285,6 +320,14 @@ mod tests {
             Some(1.0)
         );
         assert_eq!(get("weft_injector_tls_handshake_failures_total"), Some(1.0));
+        assert_eq!(
+            get("weft_injector_events_total{result=\"dropped\"}"),
+            Some(1.0)
+        );
+        assert_eq!(
+            get("weft_injector_events_total{result=\"published\"}"),
+            Some(0.0)
+        );
         assert!(text.contains("# UNIT weft_injector_admission_review_duration_seconds seconds"));
     }
 }

@@ -3,8 +3,10 @@
 //! for probes and Prometheus (`/metrics`, `/healthz`, `/readyz`).
 //!
 //! A review is handled inline: read the body (bounded), parse it, look up
-//! the namespace, run the pure planner (microseconds), answer. Sockets, TLS
-//! handshakes, timeouts and graceful shutdown are in [`listener`].
+//! the namespace, run the pure planner (microseconds), answer. An Event about
+//! the answer, if any, is only queued ([`crate::events`] publishes it in the
+//! background). Sockets, TLS handshakes, timeouts and graceful shutdown are
+//! in [`listener`].
 
 mod deadline;
 mod listener;
@@ -27,6 +29,7 @@ pub use listener::{ServeError, Server};
 
 use crate::InjectorConfig;
 use crate::admission::{self, BadRequest};
+use crate::events::{self, EventSender};
 use crate::metrics::{self, Metrics};
 use crate::namespaces::NamespaceLookup;
 use crate::tls::CertResolver;
@@ -67,12 +70,14 @@ pub struct AppState {
     inner: Arc<Shared>,
 }
 
+#[derive(Clone)]
 struct Shared {
     config: InjectorConfig,
     namespaces: Arc<dyn NamespaceLookup>,
     certs: Arc<CertResolver>,
     metrics: Arc<Metrics>,
     max_body_bytes: usize,
+    events: Option<EventSender>,
 }
 
 impl AppState {
@@ -91,8 +96,15 @@ impl AppState {
                 certs,
                 metrics,
                 max_body_bytes: limits.max_body_bytes,
+                events: None,
             }),
         }
+    }
+
+    /// The same state, queuing Kubernetes Events about injections on `events`.
+    pub fn with_events(mut self, events: EventSender) -> Self {
+        Arc::make_mut(&mut self.inner).events = Some(events);
+        self
     }
 
     /// The metrics the handlers record into.
@@ -216,6 +228,11 @@ async fn review(shared: &Shared, body: &[u8]) -> Result<(admission::Outcome, Vec
     // error rather than trusting that blindly.
     let json = serde_json::to_vec(&reviewed.review)
         .map_err(|e| BadRequest::Unreadable(format!("cannot encode the response: {e}")))?;
+    if let Some(sender) = &shared.events
+        && let Some(event) = events::for_review(&request, &reviewed)
+    {
+        sender.send(event);
+    }
     Ok((reviewed.outcome, json))
 }
 
@@ -248,4 +265,81 @@ async fn read_body(mut body: Body, limit: usize) -> Result<Bytes, BadRequest> {
         return Err(too_large);
     }
     Ok(buf.freeze())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, HashMap};
+
+    use serde_json::json;
+    use tower::ServiceExt as _;
+
+    use super::*;
+    use crate::events::REASON_INJECTED;
+    use crate::namespaces::StaticNamespaces;
+
+    /// A router planning for namespace `shop` (enabled) and queuing Events
+    /// on the returned receiver.
+    fn router_with_events() -> (Router, tokio::sync::mpsc::Receiver<events::InjectionEvent>) {
+        let namespaces = StaticNamespaces::new(HashMap::from([(
+            "shop".to_string(),
+            BTreeMap::from([("weft.dev/inject".to_string(), "enabled".to_string())]),
+        )]));
+        let metrics = Arc::new(Metrics::new());
+        let (sender, queue) = EventSender::channel(8, metrics.clone());
+        let state = AppState::new(
+            InjectorConfig::default(),
+            Arc::new(namespaces),
+            Arc::new(CertResolver::new()),
+            metrics,
+            &Limits::default(),
+        )
+        .with_events(sender);
+        (webhook_router(state, Duration::from_secs(5)), queue)
+    }
+
+    fn review(uid: &str, dry_run: bool) -> http::Request<Body> {
+        let body = json!({
+            "apiVersion": admission::API_VERSION,
+            "kind": admission::KIND,
+            "request": {
+                "uid": uid,
+                "kind": {"group": "", "version": "v1", "kind": "Pod"},
+                "resource": {"group": "", "version": "v1", "resource": "pods"},
+                "namespace": "shop",
+                "operation": "CREATE",
+                "dryRun": dry_run,
+                "object": {
+                    "apiVersion": "v1", "kind": "Pod",
+                    "metadata": {"generateName": "web-7d9f8c-", "ownerReferences": [
+                        {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-7d9f8c",
+                         "uid": "6a0c8f4e", "controller": true}]},
+                    "spec": {"containers": [{"name": "web", "image": "registry.invalid/web:1"}]},
+                },
+            },
+        });
+        http::Request::post("/mutate")
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(body.to_string()))
+            .expect("request")
+    }
+
+    #[tokio::test]
+    async fn an_answered_review_queues_its_event_and_a_dry_run_does_not() {
+        let (router, mut queue) = router_with_events();
+        let dry = router
+            .clone()
+            .oneshot(review("dry", true))
+            .await
+            .expect("answer");
+        assert_eq!(dry.status(), StatusCode::OK);
+        let real = router.oneshot(review("real", false)).await.expect("answer");
+        assert_eq!(real.status(), StatusCode::OK);
+
+        // Only the real create's Event is queued: the first one out is it.
+        let event = queue.try_recv().expect("an event queued before the answer");
+        assert_eq!(event.reason, REASON_INJECTED);
+        assert_eq!(event.regarding.name.as_deref(), Some("web-7d9f8c"));
+        assert!(queue.try_recv().is_err(), "one event only");
+    }
 }

@@ -70,7 +70,7 @@ fn default_render_holds_the_whole_control_plane_in_apply_order() -> TestResult {
 fn rbac_is_least_privilege() -> TestResult {
     let documents = parsed(&defaults())?;
     let role = find(&documents, "ClusterRole", "weft-injector")?;
-    let rules: Vec<(Vec<String>, Vec<String>)> = role["rules"]
+    let rules: Vec<(Vec<String>, Vec<String>, Vec<String>)> = role["rules"]
         .as_sequence()
         .ok_or("no rules")?
         .iter()
@@ -81,17 +81,19 @@ fn rbac_is_least_privilege() -> TestResult {
                     .map(|s| s.iter().map(|v| str_at(v).to_owned()).collect())
                     .unwrap_or_default()
             };
-            (list("resources"), list("verbs"))
+            (list("apiGroups"), list("resources"), list("verbs"))
         })
         .collect();
     assert_eq!(
         rules,
         [
             (
+                vec![String::new()],
                 vec!["namespaces".to_owned()],
                 vec!["get".to_owned(), "list".to_owned(), "watch".to_owned()]
             ),
             (
+                vec!["events.k8s.io".to_owned()],
                 vec!["events".to_owned()],
                 vec!["create".to_owned(), "patch".to_owned()]
             ),
@@ -190,7 +192,7 @@ fn the_webhook_sends_only_new_pods_outside_the_control_plane() -> TestResult {
     assert_eq!(hook["rules"][0]["apiGroups"][0], "");
     assert_eq!(hook["rules"][0]["resources"][0], "pods");
     assert_eq!(hook["admissionReviewVersions"][0], "v1");
-    assert_eq!(hook["sideEffects"], "None");
+    assert_eq!(hook["sideEffects"], "NoneOnDryRun");
     assert_eq!(hook["timeoutSeconds"], 5);
     assert_eq!(hook["failurePolicy"], "Ignore");
     assert_eq!(hook["matchPolicy"], "Equivalent");
