@@ -10,9 +10,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context as _;
 use clap::Parser;
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::registry::Registry;
 use weft_control::admin::{self, Readiness};
@@ -112,18 +110,11 @@ fn parse_lifetime(text: &str) -> Result<Duration, String> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let filter = tracing_subscriber::EnvFilter::try_new(&args.log)
-        .with_context(|| format!("invalid --log filter {:?}", args.log))?;
-    // Logs go to stderr; colours only when a person is watching.
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    weft_runtime::init_logging(&args.log)?;
 
     let mut registry = Registry::default();
     let readiness = Readiness::new();
-    let client = kube_client(args.kubeconfig.as_deref()).await?;
+    let client = weft_runtime::kube_client(args.kubeconfig.as_deref()).await?;
 
     // Identity. A missing issuer at start is not fatal (the Secret may not
     // be projected yet): the process stays unready until one loads.
@@ -215,7 +206,7 @@ async fn main() -> anyhow::Result<()> {
         )),
     ];
 
-    shutdown_signal().await;
+    weft_runtime::shutdown_signal().await;
     // Watch streams never end by themselves; end them so the drain can.
     destination.close_watches();
     trigger.drain(limits.drain_timeout).await;
@@ -223,64 +214,6 @@ async fn main() -> anyhow::Result<()> {
         server.abort();
     }
     Ok(())
-}
-
-/// A client for the API server: `--kubeconfig` (or `KUBECONFIG`, a list of
-/// files merged in order), else the in-cluster service account, else
-/// `~/.kube/config`.
-async fn kube_client(kubeconfig: Option<&str>) -> anyhow::Result<kube::Client> {
-    let options = KubeConfigOptions::default();
-    let config = match kubeconfig.filter(|paths| !paths.is_empty()) {
-        Some(paths) => {
-            let mut merged: Option<Kubeconfig> = None;
-            for path in std::env::split_paths(paths) {
-                let file = Kubeconfig::read_from(&path)
-                    .with_context(|| format!("cannot read kubeconfig {}", path.display()))?;
-                merged = Some(match merged {
-                    Some(merged) => merged.merge(file)?,
-                    None => file,
-                });
-            }
-            let merged = merged.context("--kubeconfig names no file")?;
-            kube::Config::from_custom_kubeconfig(merged, &options).await?
-        }
-        None => match kube::Config::incluster() {
-            Ok(config) => config,
-            Err(in_cluster) => {
-                kube::Config::from_kubeconfig(&options)
-                    .await
-                    .with_context(|| {
-                        format!("not in a cluster ({in_cluster}) and no usable ~/.kube/config")
-                    })?
-            }
-        },
-    };
-    Ok(kube::Client::try_from(config)?)
-}
-
-/// Resolves on SIGTERM (the kubelet stopping the pod) or Ctrl-C.
-async fn shutdown_signal() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(error) => {
-                tracing::error!(%error, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    let interrupt = async {
-        if let Err(error) = tokio::signal::ctrl_c().await {
-            tracing::error!(%error, "cannot listen for Ctrl-C");
-            std::future::pending::<()>().await;
-        }
-    };
-    tokio::select! {
-        () = terminate => tracing::info!("SIGTERM"),
-        () = interrupt => tracing::info!("interrupted"),
-    }
 }
 
 #[cfg(test)]

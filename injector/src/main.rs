@@ -11,7 +11,6 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::Parser;
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::events::{Recorder, Reporter};
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject as _;
@@ -114,14 +113,7 @@ fn default_proxy_image() -> String {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let filter = tracing_subscriber::EnvFilter::try_new(&args.log)
-        .with_context(|| format!("invalid --log filter {:?}", args.log))?;
-    // Logs go to stderr; colours only when a person is watching.
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    weft_runtime::init_logging(&args.log)?;
 
     let config = injector_config(&args)?;
     let metrics = Arc::new(Metrics::new());
@@ -138,7 +130,7 @@ async fn main() -> anyhow::Result<()> {
     let _ = reloader.poll().await;
     tokio::spawn(reloader.run(tls::DEFAULT_RELOAD_INTERVAL));
 
-    let client = kube_client(args.kubeconfig.as_deref()).await?;
+    let client = weft_runtime::kube_client(args.kubeconfig.as_deref()).await?;
     let namespaces = KubeNamespaces::spawn(client.clone(), namespaces::DEFAULT_MISS_TIMEOUT);
 
     let limits = Limits::default();
@@ -164,7 +156,7 @@ async fn main() -> anyhow::Result<()> {
         version = PROXY_VERSION,
         "weft-injector serving"
     );
-    server.serve(shutdown_signal()).await;
+    server.serve(weft_runtime::shutdown_signal()).await;
     Ok(())
 }
 
@@ -194,62 +186,4 @@ fn injector_config(args: &Args) -> anyhow::Result<InjectorConfig> {
         config = config.with_trust_anchors(pem);
     }
     Ok(config)
-}
-
-/// A client for the API server: `--kubeconfig` (or `KUBECONFIG`, a list of
-/// files merged in order), else the in-cluster service account, else
-/// `~/.kube/config`.
-async fn kube_client(kubeconfig: Option<&str>) -> anyhow::Result<kube::Client> {
-    let options = KubeConfigOptions::default();
-    let config = match kubeconfig.filter(|paths| !paths.is_empty()) {
-        Some(paths) => {
-            let mut merged: Option<Kubeconfig> = None;
-            for path in std::env::split_paths(paths) {
-                let file = Kubeconfig::read_from(&path)
-                    .with_context(|| format!("cannot read kubeconfig {}", path.display()))?;
-                merged = Some(match merged {
-                    Some(merged) => merged.merge(file)?,
-                    None => file,
-                });
-            }
-            let merged = merged.context("--kubeconfig names no file")?;
-            kube::Config::from_custom_kubeconfig(merged, &options).await?
-        }
-        None => match kube::Config::incluster() {
-            Ok(config) => config,
-            Err(in_cluster) => {
-                kube::Config::from_kubeconfig(&options)
-                    .await
-                    .with_context(|| {
-                        format!("not in a cluster ({in_cluster}) and no usable ~/.kube/config")
-                    })?
-            }
-        },
-    };
-    Ok(kube::Client::try_from(config)?)
-}
-
-/// Resolves on SIGTERM (the kubelet stopping the pod) or Ctrl-C.
-async fn shutdown_signal() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(error) => {
-                tracing::error!(%error, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    let interrupt = async {
-        if let Err(error) = tokio::signal::ctrl_c().await {
-            tracing::error!(%error, "cannot listen for Ctrl-C");
-            std::future::pending::<()>().await;
-        }
-    };
-    tokio::select! {
-        () = terminate => tracing::info!("SIGTERM"),
-        () = interrupt => tracing::info!("interrupted"),
-    }
 }
