@@ -209,6 +209,9 @@ fn env(settings: &Settings, config: &InjectorConfig) -> Value {
     if let Some(pem) = &config.trust_anchors_pem {
         env.push(value("WEFT_PROXY_TRUST_ANCHORS", pem));
     }
+    if settings.require_identity.value {
+        env.push(value("WEFT_PROXY_INBOUND_REQUIRE_IDENTITY", "true"));
+    }
     Value::Array(env)
 }
 
@@ -221,6 +224,10 @@ mod tests {
     use std::collections::BTreeMap;
 
     fn settings(pairs: &[(&str, &str)]) -> Settings {
+        settings_with(pairs, &InjectorConfig::default())
+    }
+
+    fn settings_with(pairs: &[(&str, &str)], config: &InjectorConfig) -> Settings {
         let pod: BTreeMap<String, String> = pairs
             .iter()
             .map(|(k, v)| (format!("config.weft.dev/{k}"), v.to_string()))
@@ -230,7 +237,7 @@ mod tests {
             "shop",
             &BTreeMap::new(),
             &NamedPorts::default(),
-            &InjectorConfig::default(),
+            config,
         );
         match resolved {
             Ok(r) => r.settings,
@@ -377,6 +384,24 @@ mod tests {
             proxy["env"][5],
             json!({"name": "WEFT_PROXY_OPAQUE_PORTS", "value": "5432"})
         );
+    }
+
+    #[test]
+    fn required_identity_is_written_only_when_asked() {
+        let config = InjectorConfig::default().with_trust_anchors("-----BEGIN CERTIFICATE-----");
+        let required = settings_with(&[("require-identity", "true")], &config);
+        let proxy = proxy_container(&required, &config);
+        let env = proxy["env"].as_array().cloned().unwrap_or_default();
+        assert_eq!(
+            env.last(),
+            Some(&json!({"name": "WEFT_PROXY_INBOUND_REQUIRE_IDENTITY", "value": "true"}))
+        );
+        for pairs in [&[][..], &[("require-identity", "false")][..]] {
+            let proxy = proxy_container(&settings_with(pairs, &config), &config);
+            assert!(
+                !env_names(&proxy).contains(&"WEFT_PROXY_INBOUND_REQUIRE_IDENTITY".to_string())
+            );
+        }
     }
 
     #[test]

@@ -67,6 +67,17 @@ pub struct Settings {
     pub proxy_image: Sourced<String>,
     /// Native sidecar (init container) or classic (first app container).
     pub native_sidecar: Sourced<bool>,
+    /// Refuse inbound connections that are not mesh TLS
+    /// (`WEFT_PROXY_INBOUND_REQUIRE_IDENTITY`). Left out of the digest input
+    /// while unset, so pods injected before the setting existed keep their
+    /// digest.
+    #[serde(skip_serializing_if = "unset_flag")]
+    pub require_identity: Sourced<bool>,
+}
+
+/// A boolean setting nobody set (false, from the defaults).
+fn unset_flag(flag: &Sourced<bool>) -> bool {
+    !flag.value && flag.source == Source::Default
 }
 
 /// The settings for one pod, with what to tell the user about them.
@@ -93,9 +104,10 @@ enum Key {
     LogLevel,
     Image,
     NativeSidecar,
+    RequireIdentity,
 }
 
-const KEYS: [Key; 10] = [
+const KEYS: [Key; 11] = [
     Key::SkipInboundPorts,
     Key::SkipOutboundPorts,
     Key::OpaquePorts,
@@ -106,6 +118,7 @@ const KEYS: [Key; 10] = [
     Key::LogLevel,
     Key::Image,
     Key::NativeSidecar,
+    Key::RequireIdentity,
 ];
 
 impl Key {
@@ -121,6 +134,7 @@ impl Key {
             Key::LogLevel => "proxy-log-level",
             Key::Image => "proxy-image",
             Key::NativeSidecar => "native-sidecar",
+            Key::RequireIdentity => "require-identity",
         }
     }
 
@@ -150,6 +164,10 @@ impl Key {
                 values::MAX_IMAGE_LEN
             ),
             Key::NativeSidecar => "true or false".to_string(),
+            Key::RequireIdentity => {
+                "true or false; true needs mesh identity (the injector's --trust-anchors-file)"
+                    .to_string()
+            }
         }
     }
 }
@@ -194,6 +212,20 @@ pub fn resolve(
     let proxy_log = reader.read(Key::LogLevel, values::log_filter, config.proxy_log.clone())?;
     let proxy_image = reader.read(Key::Image, values::image, config.proxy_image.clone())?;
     let native_sidecar = reader.read(Key::NativeSidecar, values::boolean, config.native_sidecar)?;
+    let require_identity = reader.read(Key::RequireIdentity, values::boolean, false)?;
+    // Requiring identity without mesh TLS would keep the proxy from
+    // starting: refuse the pod with the reason instead.
+    if require_identity.value
+        && config.trust_anchors_pem.is_none()
+        && let Some((object, _, raw)) = reader.raw(Key::RequireIdentity)
+    {
+        return Err(reader.malformed(
+            Key::RequireIdentity,
+            object,
+            raw,
+            "mesh TLS is off: the injector has no trust anchors".to_string(),
+        ));
+    }
 
     let settings = Settings {
         skip_inbound_ports,
@@ -206,6 +238,7 @@ pub fn resolve(
         proxy_log,
         proxy_image,
         native_sidecar,
+        require_identity,
     };
     // The override lines come first, in the table's order; adjustments after.
     let mut lines = reader.notes(&settings);
@@ -357,6 +390,7 @@ impl Reader<'_> {
                     Key::LogLevel => settings.proxy_log.value.clone(),
                     Key::Image => settings.proxy_image.value.clone(),
                     Key::NativeSidecar => settings.native_sidecar.value.to_string(),
+                    Key::RequireIdentity => settings.require_identity.value.to_string(),
                 };
                 Some(format!("{} on {object}: {effective}", key.annotation()))
             })

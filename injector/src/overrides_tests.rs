@@ -369,3 +369,63 @@ fn settings_serialize_with_their_sources() {
         serde_json::json!({"value": "", "source": "default"})
     );
 }
+
+fn resolve_with_anchors(pod: &[(&str, &str)], ns: &[(&str, &str)]) -> Result<Resolved, SkipReason> {
+    resolve(
+        &annotations(pod),
+        "shop",
+        &annotations(ns),
+        &NamedPorts::default(),
+        &InjectorConfig::default().with_trust_anchors("-----BEGIN CERTIFICATE-----"),
+    )
+}
+
+#[test]
+fn require_identity_is_read_from_pod_or_namespace() -> Result<(), SkipReason> {
+    let unset = resolve_with_anchors(&[], &[])?.settings.require_identity;
+    assert_eq!((unset.value, unset.source), (false, Source::Default));
+    let from_ns = resolve_with_anchors(&[], &[("require-identity", "true")])?;
+    let flag = &from_ns.settings.require_identity;
+    assert_eq!((flag.value, flag.source), (true, Source::Namespace));
+    assert_eq!(
+        from_ns.notes,
+        vec!["config.weft.dev/require-identity on namespace \"shop\": true".to_string()]
+    );
+    let pod_wins = resolve_with_anchors(
+        &[("require-identity", "false")],
+        &[("require-identity", "true")],
+    )?;
+    let flag = &pod_wins.settings.require_identity;
+    assert_eq!((flag.value, flag.source), (false, Source::Pod));
+    Ok(())
+}
+
+#[test]
+fn require_identity_without_mesh_tls_or_as_garbage_skips_the_pod() {
+    // The default config has no trust anchors: the proxy could not start.
+    let reason = skip(&[("require-identity", "true")], &[]);
+    assert!(reason.to_string().contains("trust anchors"), "{reason}");
+    // "false" needs nothing.
+    assert!(
+        !settings(&[("require-identity", "false")], &[])
+            .require_identity
+            .value
+    );
+    let reason = resolve_with_anchors(&[("require-identity", "yes")], &[])
+        .err()
+        .map(|r| r.to_string())
+        .unwrap_or_default();
+    assert!(
+        reason.contains("config.weft.dev/require-identity"),
+        "{reason}"
+    );
+}
+
+#[test]
+fn an_unset_require_identity_stays_out_of_the_digest_input() -> Result<(), serde_json::Error> {
+    let unset = serde_json::to_value(settings(&[], &[]))?;
+    assert!(unset.get("require_identity").is_none());
+    let set = serde_json::to_value(settings(&[("require-identity", "false")], &[]))?;
+    assert_eq!(set["require_identity"]["source"], "pod");
+    Ok(())
+}

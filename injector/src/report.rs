@@ -137,6 +137,7 @@ fn overrides(settings: &crate::overrides::Settings) -> String {
         ("proxy-log-level", settings.proxy_log.source),
         ("proxy-image", settings.proxy_image.source),
         ("native-sidecar", settings.native_sidecar.source),
+        ("require-identity", settings.require_identity.source),
     ];
     let parts: Vec<String> = sources
         .iter()
