@@ -119,6 +119,10 @@ pub enum Error {
     #[error("webhook certificates: {0}")]
     Certs(#[from] weft_certs::Error),
 
+    /// Making or loading the mesh's trust anchor, issuer or a leaf failed.
+    #[error("mesh certificates: {0}")]
+    MeshPki(#[source] weft_certs::Error),
+
     /// Rendering the webhook configuration failed.
     #[error("rendering the webhook configuration: {0}")]
     Render(#[from] weft_webhook_config::Error),
@@ -130,6 +134,15 @@ pub enum Error {
     /// `cargo build -p weft-injector` failed.
     #[error("building weft-injector: {0}")]
     BuildInjector(String),
+
+    /// Building one of weft's binaries (other than the injector) failed.
+    #[error("building {bin}: {reason}")]
+    BuildBinary {
+        /// The binary.
+        bin: &'static str,
+        /// What cargo said, or why it could not run.
+        reason: String,
+    },
 
     /// Building a client from the kubeconfig failed.
     #[error("kubeconfig: {0}")]

@@ -8,12 +8,18 @@
 //! dropped, even during a panic. There is no node: pods stay `Pending`, which
 //! is all an admission webhook's tests need. The network-namespace rig for
 //! running pods lives in `e2e/rig/` (crate `weft-testrig`).
+//!
+//! Beside the cluster run weft's own processes: [`Injector`] (the webhook)
+//! and [`Control`] (identity and destination, with a [`MeshPki`]'s issuer);
+//! [`cargo_bin`] finds or builds the other binaries (`weft-proxy`).
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
 pub mod audit;
 pub mod bins;
+pub mod cargo_bin;
 pub mod cluster;
+pub mod control;
 pub mod demo;
 pub mod error;
 pub mod flags;
@@ -21,6 +27,7 @@ pub mod http;
 pub mod injector;
 pub mod kubeconfig;
 pub mod kubectl;
+pub mod mesh_pki;
 pub mod pki;
 pub mod ports;
 pub mod process;
@@ -31,7 +38,9 @@ pub mod webhook;
 
 pub use bins::Binaries;
 pub use cluster::{Cluster, ClusterOptions};
+pub use control::{Control, ControlOptions};
 pub use error::{Error, Result};
 pub use injector::{Injector, Profile};
 pub use kubectl::{Kubectl, KubectlOutput};
+pub use mesh_pki::MeshPki;
 pub use process::Lifetime;

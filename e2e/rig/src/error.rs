@@ -55,6 +55,15 @@ pub enum RigError {
         source: io::Error,
     },
 
+    /// A socket or file operation of the rig failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What the rig was doing, with the address or path.
+        what: String,
+        /// Why.
+        source: io::Error,
+    },
+
     /// A thread could not enter a pod's network namespace.
     #[error("could not enter network namespace `{netns}`: {source}")]
     Enter {

@@ -9,6 +9,12 @@
 //! when the [`Rig`] is dropped, on panic too; namespaces left by a killed
 //! test process are swept by the next rig.
 //!
+//! Two doors, both opt-in and per pod: [`Pod::forward_to_host`] splices one
+//! port of a pod to one host address in user space (no route, no address
+//! on the host), and [`Pod::set_hosts`] gives programs started in a pod host
+//! names (an `/etc/netns/<ns>/hosts` that `ip netns exec` mounts over
+//! `/etc/hosts` for them alone).
+//!
 //! ```no_run
 //! # fn main() -> Result<(), weft_testrig::RigError> {
 //! let rig = weft_testrig::Rig::new()?;
@@ -21,12 +27,15 @@
 #![forbid(unsafe_code)]
 
 mod error;
+mod forward;
 mod host;
+mod hosts;
 mod pod;
 mod process;
 mod rig;
 
 pub use error::RigError;
+pub use forward::HostForward;
 pub use host::in_path;
 pub use pod::Pod;
 pub use process::PodProcess;

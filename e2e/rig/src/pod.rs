@@ -17,6 +17,12 @@ use crate::process::PodProcess;
 /// Where iproute2 keeps named network namespaces.
 const NETNS_DIR: &str = "/run/netns";
 
+/// The bridge-side veth of the pod with host octet `host`: unique in the
+/// bridge namespace and within the 15-byte interface name limit.
+pub(crate) fn bridge_port_name(host: u8) -> String {
+    format!("v{host}")
+}
+
 /// One pod of a [`crate::Rig`]; it lives as long as the rig does.
 #[derive(Debug, Clone)]
 pub struct Pod<'rig> {
@@ -41,6 +47,13 @@ impl Pod<'_> {
     /// The pod's address on the rig's bridge (its "pod IP").
     pub fn ip(&self) -> Ipv4Addr {
         self.ip
+    }
+
+    /// The bridge-side end of the pod's `eth0`, in the bridge's namespace
+    /// ([`crate::Rig::bridge_netns`]): a capture there sees exactly what the
+    /// pod sends and receives on the "network".
+    pub fn bridge_port(&self) -> String {
+        bridge_port_name(self.ip.octets()[3])
     }
 
     /// `program` ready to run as root inside the pod (`ip netns exec`).

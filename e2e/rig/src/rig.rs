@@ -12,7 +12,8 @@ use rustix::process::{Pid, Signal, kill_process};
 
 use crate::error::RigError;
 use crate::host::{self, ip};
-use crate::pod::Pod;
+use crate::hosts::NETNS_ETC;
+use crate::pod::{Pod, bridge_port_name};
 
 /// Every rig namespace name starts with this, then `<pid>-<n>`.
 pub const PREFIX: &str = "weft-t-";
@@ -127,9 +128,7 @@ impl Rig {
 
         let [a, b, c] = SUBNET_BASE;
         let addr = Ipv4Addr::new(a, b, c, host);
-        // The bridge-side end is named after the host octet: unique in the
-        // bridge namespace and within the 15-byte interface name limit.
-        let peer = format!("v{host}");
+        let peer = bridge_port_name(host);
         let cidr = format!("{addr}/24");
         ip(&["netns", "add", &netns])?;
         ip(&["-n", &netns, "link", "set", "lo", "up"])?;
@@ -183,9 +182,19 @@ impl Drop for Rig {
     }
 }
 
-/// Kills every process in `netns` and deletes it; reports but does not fail,
-/// since it runs from `Drop`.
+/// Kills every process in `netns` and deletes it, with its `/etc/netns`
+/// folder ([`Pod::set_hosts`]); reports but does not fail, since it runs
+/// from `Drop`.
 fn remove_netns(netns: &str) {
+    let etc = Path::new(NETNS_ETC).join(netns);
+    if etc.exists() {
+        if let Err(e) = std::fs::remove_dir_all(&etc) {
+            eprintln!("weft-testrig: could not remove {}: {e}", etc.display());
+        }
+        // The parent too, when the rig made it and nothing else is in it
+        // (a non-empty folder is never removed).
+        let _ = std::fs::remove_dir(NETNS_ETC);
+    }
     if !Path::new("/run/netns").join(netns).exists() {
         return;
     }
@@ -205,13 +214,24 @@ fn remove_netns(netns: &str) {
     }
 }
 
-/// Deletes namespaces of rigs whose process is gone (killed before its
-/// rig's `Drop` could run).
+/// Deletes namespaces (and hosts folders) of rigs whose process is gone
+/// (killed before its rig's `Drop` could run).
 fn sweep_stale() {
-    let Ok(list) = ip(&["netns", "list"]) else {
-        return;
-    };
-    for netns in list.lines().filter_map(|l| l.split_whitespace().next()) {
+    let listed = ip(&["netns", "list"]).unwrap_or_default();
+    let mut names: Vec<String> = listed
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_owned)
+        .collect();
+    // A hosts folder can outlive its namespace when a test dies mid-teardown.
+    if let Ok(entries) = std::fs::read_dir(NETNS_ETC) {
+        let orphans: Vec<String> = entries
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| n.starts_with(PREFIX) && !names.contains(n))
+            .collect();
+        names.extend(orphans);
+    }
+    for netns in &names {
         let owner = netns
             .strip_prefix(PREFIX)
             .and_then(|rest| rest.split('-').next())
