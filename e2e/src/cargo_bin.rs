@@ -2,16 +2,12 @@
 //! a path from an environment variable, else built once per process with
 //! `cargo build -p <package> --bin <bin>`, the path taken from cargo's own
 //! report so any target folder works.
-//!
-//! The injector has its own copy of this in [`crate::injector::binary`],
-//! which predates it.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Mutex, OnceLock};
 
 use crate::error::{Error, Result};
-use crate::injector::Profile;
 
 /// One of weft's binaries, and how to find or build it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -24,6 +20,22 @@ pub struct WorkspaceBinary {
     /// (`WEFT_CONTROL_BIN`).
     pub env: &'static str,
 }
+
+/// The cargo profile a binary is built in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Profile {
+    /// `cargo build` (what the tests run: quick to build).
+    Debug,
+    /// `cargo build --release` (what a benchmark measures).
+    Release,
+}
+
+/// `weft-injector` (the webhook); `$WEFT_INJECTOR_BIN` overrides.
+pub const WEFT_INJECTOR: WorkspaceBinary = WorkspaceBinary {
+    package: "weft-injector",
+    bin: "weft-injector",
+    env: "WEFT_INJECTOR_BIN",
+};
 
 /// `weft-control` (identity and destination); `$WEFT_CONTROL_BIN` overrides.
 pub const WEFT_CONTROL: WorkspaceBinary = WorkspaceBinary {
@@ -84,8 +96,11 @@ impl WorkspaceBinary {
         if profile == Profile::Release {
             command.arg("--release");
         }
-        // The variables cargo sets for the crate under test would make
-        // build scripts rerun and rebuild half the tree (see injector.rs).
+        // Run from `cargo test` or `cargo run`, this process carries the
+        // variables cargo sets for a crate (CARGO_PKG_NAME, OUT_DIR, ...).
+        // Build scripts such as ring's rerun when those change, so passing
+        // them on would rebuild half the dependency tree on every switch
+        // between a plain `cargo build` and a test or `make demo`.
         for (key, _) in std::env::vars_os() {
             if key.to_str().is_some_and(is_crate_variable) {
                 command.env_remove(&key);
@@ -142,9 +157,23 @@ mod tests {
 
     #[test]
     fn crate_variables_are_told_from_cargo_settings() {
-        assert!(is_crate_variable("CARGO_PKG_VERSION"));
-        assert!(is_crate_variable("OUT_DIR"));
-        assert!(!is_crate_variable("CARGO_TARGET_DIR"));
-        assert!(!is_crate_variable("RUSTFLAGS"));
+        for name in [
+            "CARGO_PKG_NAME",
+            "CARGO_PKG_VERSION",
+            "CARGO_MANIFEST_DIR",
+            "OUT_DIR",
+            "CARGO_BIN_EXE_weft-e2e",
+        ] {
+            assert!(is_crate_variable(name), "{name}");
+        }
+        for name in [
+            "CARGO_HOME",
+            "CARGO_TARGET_DIR",
+            "CARGO",
+            "PATH",
+            "RUSTFLAGS",
+        ] {
+            assert!(!is_crate_variable(name), "{name}");
+        }
     }
 }

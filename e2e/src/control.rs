@@ -12,10 +12,10 @@ use serde_json::json;
 use tempfile::TempDir;
 use weft_webhook_config::{RenderOptions, Tls};
 
+use crate::cargo_bin::Profile;
 use crate::cargo_bin::WEFT_CONTROL;
 use crate::cluster::Cluster;
 use crate::error::{Error, Result};
-use crate::injector::Profile;
 use crate::mesh_pki::MeshPki;
 use crate::process::{Component, Lifetime, log_tail};
 use crate::{http, ports, wait};

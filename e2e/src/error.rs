@@ -131,11 +131,7 @@ pub enum Error {
     #[error("the rendered manifests hold no {0}")]
     MissingDocument(&'static str),
 
-    /// `cargo build -p weft-injector` failed.
-    #[error("building weft-injector: {0}")]
-    BuildInjector(String),
-
-    /// Building one of weft's binaries (other than the injector) failed.
+    /// Building one of weft's binaries failed.
     #[error("building {bin}: {reason}")]
     BuildBinary {
         /// The binary.

@@ -9,7 +9,6 @@
 //! stops it with the cluster.
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use tempfile::TempDir;
@@ -129,7 +128,10 @@ impl Injector {
     ) -> Result<Self> {
         let bin = tokio::task::spawn_blocking(move || binary(profile))
             .await
-            .map_err(|e| Error::BuildInjector(e.to_string()))??;
+            .map_err(|e| Error::BuildBinary {
+                bin: "weft-injector",
+                reason: e.to_string(),
+            })??;
         let ca = weft_certs::Ca::generate("weft-e2e-webhook-ca", VALIDITY)?;
         let ca = CaPem {
             cert: ca.cert_pem().to_string(),
@@ -299,124 +301,16 @@ impl Drop for Injector {
     }
 }
 
-/// The cargo profile `weft-injector` is built in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Profile {
-    /// `cargo build` (what the tests run: quick to build).
-    Debug,
-    /// `cargo build --release` (what a benchmark measures).
-    Release,
-}
+pub use crate::cargo_bin::Profile;
 
 /// The `weft-injector` binary: `$WEFT_INJECTOR_BIN`, else built once per
-/// process with `cargo build -p weft-injector` (the path comes from cargo's
-/// own report, so any target folder works).
+/// process with `cargo build -p weft-injector`.
 pub fn binary(profile: Profile) -> Result<PathBuf> {
-    static DEBUG: OnceLock<std::result::Result<PathBuf, String>> = OnceLock::new();
-    static RELEASE: OnceLock<std::result::Result<PathBuf, String>> = OnceLock::new();
-    if let Some(path) = std::env::var_os("WEFT_INJECTOR_BIN") {
-        return Ok(PathBuf::from(path));
-    }
-    let built = match profile {
-        Profile::Debug => &DEBUG,
-        Profile::Release => &RELEASE,
-    };
-    built
-        .get_or_init(|| build_injector(profile).map_err(|e| e.to_string()))
-        .clone()
-        .map_err(Error::BuildInjector)
-}
-
-fn build_injector(profile: Profile) -> Result<PathBuf> {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut args = vec![
-        "build",
-        "-p",
-        "weft-injector",
-        "--bin",
-        "weft-injector",
-        "--message-format=json-render-diagnostics",
-    ];
-    if profile == Profile::Release {
-        args.push("--release");
-    }
-    let mut command = std::process::Command::new(cargo);
-    // Run from `cargo test` or `cargo run`, this process carries the
-    // variables cargo sets for a crate (CARGO_PKG_NAME, OUT_DIR, ...). Build
-    // scripts such as ring's rerun when those change, so passing them on
-    // would rebuild half the dependency tree on every switch between a
-    // plain `cargo build` and a test or `make demo`.
-    for (key, _) in std::env::vars_os() {
-        if key.to_str().is_some_and(is_crate_variable) {
-            command.env_remove(&key);
-        }
-    }
-    let output = command
-        .current_dir(crate::bins::workspace_root())
-        .args(&args)
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .map_err(Error::io("running cargo build -p weft-injector"))?;
-    if !output.status.success() {
-        return Err(Error::BuildInjector(format!(
-            "cargo exited with {}",
-            output.status
-        )));
-    }
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "weft-injector")
-        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
-        .ok_or_else(|| Error::BuildInjector("cargo reported no executable".to_string()))
-}
-
-/// Whether `name` is one of the variables cargo sets for a crate it builds,
-/// runs or tests (the Cargo reference, "Environment variables Cargo sets for
-/// crates"), as opposed to one that configures cargo itself.
-fn is_crate_variable(name: &str) -> bool {
-    const EXACT: &[&str] = &[
-        "CARGO_MANIFEST_DIR",
-        "CARGO_MANIFEST_PATH",
-        "CARGO_MANIFEST_LINKS",
-        "CARGO_CRATE_NAME",
-        "CARGO_BIN_NAME",
-        "CARGO_PRIMARY_PACKAGE",
-        "CARGO_TARGET_TMPDIR",
-        "CARGO_RUSTC_CURRENT_DIR",
-        "OUT_DIR",
-    ];
-    EXACT.contains(&name) || name.starts_with("CARGO_PKG_") || name.starts_with("CARGO_BIN_EXE_")
+    crate::cargo_bin::WEFT_INJECTOR.path(profile)
 }
 
 fn replace(path: &Path, contents: &str) -> Result<()> {
     let aside = path.with_extension("new");
     std::fs::write(&aside, contents).map_err(Error::io(format!("writing {}", aside.display())))?;
     std::fs::rename(&aside, path).map_err(Error::io(format!("replacing {}", path.display())))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_the_variables_cargo_sets_for_a_crate_are_dropped() {
-        for name in [
-            "CARGO_PKG_NAME",
-            "CARGO_MANIFEST_DIR",
-            "OUT_DIR",
-            "CARGO_BIN_EXE_weft-e2e",
-        ] {
-            assert!(is_crate_variable(name), "{name}");
-        }
-        for name in [
-            "CARGO_HOME",
-            "CARGO_TARGET_DIR",
-            "CARGO",
-            "PATH",
-            "RUSTFLAGS",
-        ] {
-            assert!(!is_crate_variable(name), "{name}");
-        }
-    }
 }
