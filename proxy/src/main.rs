@@ -60,13 +60,20 @@ fn run_proxy() -> anyhow::Result<()> {
     use weft_proxy::run;
     let config = run::Config::from_env(&run::ProcessEnv)?;
     run::init_tracing(&config.log)?;
-    // A sidecar shares its pod's CPU budget: two workers are plenty for the
-    // proxy's share and keep its footprint small.
-    let workers = std::thread::available_parallelism().map_or(1, |n| n.get().min(2));
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(workers)
-        .enable_all()
-        .build()?;
+    // One thread by default, as a sidecar's CPU budget is usually a
+    // fraction of a core: a single-threaded runtime hands work between a
+    // connection's tasks without waking other threads, which costs less CPU
+    // per request than a work-stealing one. WEFT_PROXY_CORES asks for more.
+    let runtime = if config.cores <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(config.cores)
+            .enable_all()
+            .build()?
+    };
     runtime.block_on(run::run(config))?;
     Ok(())
 }

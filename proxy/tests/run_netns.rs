@@ -1,146 +1,24 @@
-//! The proxy between two meshed "pods" of the rig, with real iptables
-//! redirects from `weft-proxy init` and `weft-proxy run` as UID 2102 in each
-//! (needs root; CI runs as root, `WEFT_SKIP_ROOT_TESTS=1` skips elsewhere).
-//!
-//! The test plays both applications: its client sockets are made in the
-//! client pod (so the redirect sends them to that pod's outbound proxy) and
-//! its servers listen in the server pod (reached through that pod's inbound
-//! proxy). Every byte crosses two proxies, as between two meshed pods.
+//! The proxy between two meshed "pods" of the rig (see `run_support::mesh`):
+//! HTTP/1.1, gRPC over HTTP/2 and WebSocket, opaque TCP with byte-exact
+//! payloads and half-close, a server that speaks first, and skipped ports,
+//! each crossing the client pod's outbound proxy and the server pod's
+//! inbound proxy (needs root; `WEFT_SKIP_ROOT_TESTS=1` skips elsewhere).
 
 mod run_support;
 
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::Request;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use run_support::{Payload, TestResult, hash_to_eof, metric, send_payload, servers};
+use run_support::mesh::{
+    AFTER_EOF_PORT, EXCHANGE_PORT, GREETING_PORT, HTTP_PORT, SKIPPED_PORT, admin, at, connect_from,
+    mesh, wait_metric,
+};
+use run_support::{Payload, TestResult, hash_to_eof, metric, send_payload};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
-use weft_testrig::{Pod, PodProcess, Rig};
-
-const BIN: &str = env!("CARGO_BIN_EXE_weft-proxy");
-const PROXY_UID: u32 = 2102;
-const HTTP_PORT: u16 = 8080;
-const EXCHANGE_PORT: u16 = 9000;
-const GREETING_PORT: u16 = 2525;
-const AFTER_EOF_PORT: u16 = 7000;
-const SKIPPED_PORT: u16 = 3306;
-const ADMIN_PORT: u16 = 4191;
-
-fn at(ip: Ipv4Addr, port: u16) -> SocketAddr {
-    SocketAddr::V4(SocketAddrV4::new(ip, port))
-}
-
-/// Runs `weft-proxy init` in `pod` as root.
-fn init(pod: &Pod<'_>, args: &[&str]) -> TestResult {
-    let out = pod.command(BIN).arg("init").args(args).output()?;
-    if !out.status.success() {
-        return Err(format!("init failed: {}", String::from_utf8_lossy(&out.stderr)).into());
-    }
-    Ok(())
-}
-
-/// Starts `weft-proxy run` in `pod` as the proxy user, with the env the
-/// injector writes (defaults for the rest).
-fn start_proxy(pod: &Pod<'_>) -> TestResult<PodProcess> {
-    let mut cmd = pod.command_as(PROXY_UID, BIN);
-    cmd.arg("run")
-        .env_clear()
-        .env("WEFT_PROXY_LOG", "warn")
-        .env("WEFT_PROXY_INBOUND_LISTEN_ADDR", "0.0.0.0:4143")
-        .env("WEFT_PROXY_OUTBOUND_LISTEN_ADDR", "127.0.0.1:4140")
-        .env("WEFT_PROXY_ADMIN_LISTEN_ADDR", "0.0.0.0:4191")
-        .env("WEFT_PROXY_SHUTDOWN_GRACE_PERIOD", "2s")
-        .env("WEFT_PROXY_POD_IP", pod.ip().to_string());
-    Ok(pod.spawn(cmd)?)
-}
-
-/// A TCP connection made from inside `pod`, as its application would.
-async fn connect_from(pod: &Pod<'_>, to: SocketAddr) -> TestResult<TcpStream> {
-    let socket = pod.in_netns(TcpSocket::new_v4)??;
-    Ok(tokio::time::timeout(Duration::from_secs(5), socket.connect(to)).await??)
-}
-
-/// A listener bound to 0.0.0.0:`port` inside `pod`.
-fn listen_in(pod: &Pod<'_>, port: u16) -> TestResult<TcpListener> {
-    let listener = pod.in_netns(|| std::net::TcpListener::bind(("0.0.0.0", port)))??;
-    listener.set_nonblocking(true)?;
-    Ok(TcpListener::from_std(listener)?)
-}
-
-/// GET on a pod's admin port from inside the pod (loopback, not redirected).
-async fn admin(pod: &Pod<'_>, path: &str) -> TestResult<(u16, String)> {
-    let stream = connect_from(pod, at(Ipv4Addr::LOCALHOST, ADMIN_PORT)).await?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-    tokio::spawn(conn);
-    let req = Request::get(path)
-        .header("host", "admin")
-        .body(Full::new(Bytes::new()))?;
-    sender.ready().await?;
-    let response = sender.send_request(req).await?;
-    let status = response.status().as_u16();
-    let body = response.into_body().collect().await?.to_bytes();
-    Ok((status, String::from_utf8_lossy(&body).into_owned()))
-}
-
-async fn wait_ready(pod: &Pod<'_>) -> TestResult {
-    for _ in 0..200 {
-        if let Ok((200, _)) = admin(pod, "/ready").await {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    Err(format!("proxy in {} never became ready", pod.name()).into())
-}
-
-async fn wait_metric(pod: &Pod<'_>, check: impl Fn(&str) -> bool) -> TestResult<String> {
-    let mut last = String::new();
-    for _ in 0..150 {
-        let (_, text) = admin(pod, "/metrics").await?;
-        if check(&text) {
-            return Ok(text);
-        }
-        last = text;
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    Err(format!("metrics of {} never matched:\n{last}", pod.name()).into())
-}
-
-/// Two meshed pods with their proxies running and the test's servers
-/// listening in the server pod.
-struct Mesh<'rig> {
-    client: Pod<'rig>,
-    server: Pod<'rig>,
-    _proxies: [PodProcess; 2],
-    exchange: tokio::sync::mpsc::UnboundedReceiver<servers::Received>,
-}
-
-async fn mesh(rig: &Rig) -> TestResult<Mesh<'_>> {
-    let client = rig.pod("client")?;
-    let server = rig.pod("server")?;
-    init(&client, &[&format!("--skip-outbound-ports={SKIPPED_PORT}")])?;
-    init(&server, &[])?;
-    servers::http_app_on(listen_in(&server, HTTP_PORT)?)?;
-    let (_, exchange) = servers::exchange_server_on(listen_in(&server, EXCHANGE_PORT)?)?;
-    servers::greeting_server_on(
-        listen_in(&server, GREETING_PORT)?,
-        b"220 server.rig ESMTP\r\n",
-    )?;
-    servers::after_eof_server_on(listen_in(&server, AFTER_EOF_PORT)?)?;
-    servers::after_eof_server_on(listen_in(&server, SKIPPED_PORT)?)?;
-    let proxies = [start_proxy(&client)?, start_proxy(&server)?];
-    wait_ready(&client).await?;
-    wait_ready(&server).await?;
-    Ok(Mesh {
-        client,
-        server,
-        _proxies: proxies,
-        exchange,
-    })
-}
+use weft_testrig::Rig;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_grpc_and_websocket_cross_two_proxies_and_both_count_them() -> TestResult {

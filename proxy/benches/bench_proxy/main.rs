@@ -6,9 +6,18 @@
 //! the machine's load spreads over all of them.
 //!
 //! Options (after `--`): `--duration SECS` per run (default 5), `--rates
-//! 200,1000,2000`, `--concurrency N` for saturation (default 64), `--quick`
-//! (1 s runs, for a smoke test), `--paths direct,weft1,weft2,haproxy,envoy`,
-//! `--protos h1,h2`.
+//! 200,1000,2000` (or `none`: saturation only), `--concurrency N` for
+//! saturation (default 64), `--repeat N` (each run N times, interleaved
+//! round by round, default 3; the report gives medians), `--quick` (1 s
+//! runs, one round, for a smoke test), `--paths
+//! direct,weft1,weft2,haproxy,envoy`, `--protos h1,h2`, and `--variant
+//! LABEL=BIN[@K=V,...]` (repeatable: another `weft-proxy` build, or extra
+//! environment, measured as one more one-hop path in the same interleaved
+//! run, e.g. `--variant before=/tmp/weft-proxy-before`; an empty BIN is
+//! the benchmark's own `weft-proxy`: `--variant 2-threads=@WEFT_PROXY_CORES=2`).
+//!
+//! The `weft-proxy` measured is a copy taken at start, so a rebuild while
+//! the benchmark runs cannot swap the binary between rounds.
 
 mod load;
 mod peers;
@@ -21,7 +30,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use load::{LoadResult, Proto};
-use peers::Path;
+use peers::{Path, Variant};
 use stats::Summary;
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -30,8 +39,12 @@ struct Options {
     duration: Duration,
     rates: Vec<u32>,
     concurrency: usize,
+    repeat: usize,
     paths: Option<Vec<String>>,
     protos: Vec<Proto>,
+    variants: Vec<Variant>,
+    /// The `weft-proxy` of the weft paths.
+    weft: std::path::PathBuf,
 }
 
 fn options() -> Result<Options, Error> {
@@ -39,8 +52,13 @@ fn options() -> Result<Options, Error> {
         duration: Duration::from_secs(5),
         rates: vec![200, 1000, 2000],
         concurrency: 64,
+        // The machine is shared and noisy: medians of three interleaved
+        // rounds move far less between runs than single runs do.
+        repeat: 3,
         paths: None,
         protos: vec![Proto::H1, Proto::H2],
+        variants: Vec::new(),
+        weft: std::path::PathBuf::new(),
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -51,12 +69,26 @@ fn options() -> Result<Options, Error> {
             }
             "--rates" => {
                 let list = args.next().ok_or("--rates LIST")?;
-                options.rates = list.split(',').map(str::parse).collect::<Result<_, _>>()?;
+                options.rates = if list == "none" {
+                    Vec::new()
+                } else {
+                    list.split(',').map(str::parse).collect::<Result<_, _>>()?
+                };
             }
             "--concurrency" => {
                 options.concurrency = args.next().ok_or("--concurrency N")?.parse()?
             }
-            "--quick" => options.duration = Duration::from_secs(1),
+            "--quick" => {
+                options.duration = Duration::from_secs(1);
+                options.repeat = 1;
+            }
+            "--repeat" => {
+                options.repeat = args.next().ok_or("--repeat N")?.parse::<usize>()?.max(1);
+            }
+            "--variant" => {
+                let text = args.next().ok_or("--variant LABEL=BIN[@K=V,...]")?;
+                options.variants.push(Variant::parse(&text)?);
+            }
             "--paths" => {
                 let list = args.next().ok_or("--paths LIST")?;
                 options.paths = Some(list.split(',').map(str::to_owned).collect());
@@ -79,7 +111,8 @@ fn options() -> Result<Options, Error> {
     Ok(options)
 }
 
-/// One measured run.
+/// One measured run, or the medians of several.
+#[derive(Clone)]
 struct Row {
     latency: Summary,
     requests: usize,
@@ -95,6 +128,45 @@ struct Row {
     rss_peak: Option<u64>,
 }
 
+impl Row {
+    /// Medians of `runs` (peak RSS: the highest; counts: the sums).
+    fn combine(runs: &[Row]) -> Option<Row> {
+        let first = runs.first()?;
+        let lat = |f: fn(&Summary) -> f64| median(runs.iter().map(|r| f(&r.latency)));
+        Some(Row {
+            latency: Summary {
+                p50: lat(|s| s.p50),
+                p90: lat(|s| s.p90),
+                p99: lat(|s| s.p99),
+                max: lat(|s| s.max),
+            },
+            requests: runs.iter().map(|r| r.requests).sum(),
+            errors: runs.iter().map(|r| r.errors).sum(),
+            rps: median(runs.iter().map(|r| r.rps)),
+            cpu_per_1k: first
+                .cpu_per_1k
+                .map(|_| median(runs.iter().filter_map(|r| r.cpu_per_1k))),
+            cores: first
+                .cores
+                .map(|_| median(runs.iter().filter_map(|r| r.cores))),
+            rss_idle: first
+                .rss_idle
+                .map(|_| median(runs.iter().filter_map(|r| r.rss_idle).map(|v| v as f64)) as u64),
+            rss_peak: runs.iter().filter_map(|r| r.rss_peak).max(),
+        })
+    }
+}
+
+fn median(values: impl Iterator<Item = f64>) -> f64 {
+    let mut values: Vec<f64> = values.collect();
+    values.sort_by(f64::total_cmp);
+    match values.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => values[n / 2],
+        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+    }
+}
+
 async fn measure(
     path: Path,
     proto: Proto,
@@ -102,19 +174,20 @@ async fn measure(
     rate: Option<u32>,
     options: &Options,
 ) -> Result<Row, Error> {
-    let running = peers::start(path, server, proto)?;
+    let running = peers::start(path, server, proto, &options.weft, &options.variants)?;
     peers::wait_up(running.addr, proto).await?;
+    let pids = running.pids();
+    let hops = path.hops().max(1) as u64;
+    // Idle: started and answered one request, before any load.
+    let rss_idle = sum(pids.iter().map(|p| stats::rss_kib(*p)))
+        .filter(|_| !pids.is_empty())
+        .map(|v| v / hops);
     // Warm-up at the same load, not measured.
     let warm = Duration::from_millis(500);
     match rate {
         Some(rate) => drop(load::open_loop(running.addr, proto, rate, warm).await?),
         None => drop(load::saturate(running.addr, proto, options.concurrency, warm).await?),
     }
-    let pids = running.pids();
-    let hops = path.hops().max(1) as u64;
-    let rss_idle = sum(pids.iter().map(|p| stats::rss_kib(*p)))
-        .filter(|_| !pids.is_empty())
-        .map(|v| v / hops);
     let cpu_before = sum_f(pids.iter().map(|p| stats::cpu_seconds(*p)));
     let peak = Arc::new(AtomicU64::new(0));
     let sampling = Arc::new(AtomicBool::new(true));
@@ -162,7 +235,9 @@ fn sum_f(values: impl Iterator<Item = Option<f64>>) -> Option<f64> {
 }
 
 fn main() -> Result<(), Error> {
-    let options = options()?;
+    let mut options = options()?;
+    let weft = peers::Snapshot::take()?;
+    options.weft = weft.path();
     let server = server::start()?;
     let wanted = |key: &str| {
         options
@@ -183,6 +258,7 @@ fn main() -> Result<(), Error> {
     if !paths.contains(&Path::Direct) {
         paths.insert(0, Path::Direct);
     }
+    paths.extend((0..options.variants.len()).map(Path::Variant));
     for (tool, path) in [("haproxy", Path::Haproxy), ("envoy", Path::Envoy)] {
         if !wanted(tool) {
             continue;
@@ -199,7 +275,7 @@ fn main() -> Result<(), Error> {
         .worker_threads(1)
         .enable_all()
         .build()?;
-    let mut rows: HashMap<(Proto, Option<u32>, &'static str), Row> = HashMap::new();
+    let mut rows: HashMap<(Proto, Option<u32>, Path), Row> = HashMap::new();
     let loads: Vec<Option<u32>> = options
         .rates
         .iter()
@@ -209,14 +285,27 @@ fn main() -> Result<(), Error> {
         .collect();
     for proto in options.protos.clone() {
         for load in &loads {
-            for path in &paths {
-                let label = match load {
-                    Some(rate) => format!("{rate} rps"),
-                    None => "saturation".to_owned(),
-                };
-                eprintln!("{} {} {label} ...", proto.name(), path.name());
-                let row = runtime.block_on(measure(*path, proto, server, *load, &options))?;
-                rows.insert((proto, *load, path.name()), row);
+            let mut runs: HashMap<Path, Vec<Row>> = HashMap::new();
+            for round in 1..=options.repeat {
+                for path in &paths {
+                    let label = match load {
+                        Some(rate) => format!("{rate} rps"),
+                        None => "saturation".to_owned(),
+                    };
+                    eprintln!(
+                        "{} {} {label} (round {round}/{}) ...",
+                        proto.name(),
+                        path.name(&options.variants),
+                        options.repeat
+                    );
+                    let row = runtime.block_on(measure(*path, proto, server, *load, &options))?;
+                    runs.entry(*path).or_default().push(row);
+                }
+            }
+            for (path, runs) in runs {
+                if let Some(row) = Row::combine(&runs) {
+                    rows.insert((proto, *load, path), row);
+                }
             }
         }
     }
@@ -232,11 +321,12 @@ fn print_report(
     options: &Options,
     paths: &[Path],
     loads: &[Option<u32>],
-    rows: &HashMap<(Proto, Option<u32>, &'static str), Row>,
+    rows: &HashMap<(Proto, Option<u32>, Path), Row>,
 ) {
     println!(
-        "\nweft-proxy benchmark: {} s per run, 1 KiB request and response bodies, loopback, {} CPUs\n",
+        "\nweft-proxy benchmark: {} s per run, {} run(s) per figure (medians), 1 KiB request and response bodies, loopback, {} CPUs\n",
         options.duration.as_secs_f64(),
+        options.repeat,
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
     for proto in options.protos.iter().copied() {
@@ -251,18 +341,18 @@ fn print_report(
             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
         );
         for load in loads.iter().filter(|l| l.is_some()) {
-            let Some(direct) = rows.get(&(proto, *load, Path::Direct.name())) else {
+            let Some(direct) = rows.get(&(proto, *load, Path::Direct)) else {
                 continue;
             };
             for path in paths {
-                let Some(row) = rows.get(&(proto, *load, path.name())) else {
+                let Some(row) = rows.get(&(proto, *load, *path)) else {
                     continue;
                 };
                 let (l, d) = (row.latency, direct.latency);
                 println!(
                     "| {} rps | {} | {:.0} | {:.0} | {:.0} | {:.0} | {:+.0} | {:+.0} | {:+.0} | {:+.0} | {} | {} |",
                     fmt_opt(*load),
-                    path.name(),
+                    path.name(&options.variants),
                     l.p50,
                     l.p90,
                     l.p99,
@@ -282,23 +372,24 @@ fn print_report(
             options.concurrency
         );
         println!(
-            "| path | saturation rps | p50 at saturation (µs) | RSS idle (KiB) | RSS peak at saturation (KiB) | CPU s per 1,000 req at 1,000 rps | cores at 1,000 rps |"
+            "| path | saturation rps | p50 at saturation (µs) | RSS idle (KiB) | RSS peak at saturation (KiB) | CPU s per 1,000 req at 1,000 rps | cores at 1,000 rps | CPU s per 1,000 req at saturation |"
         );
-        println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
+        println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
         for path in paths {
-            let Some(sat) = rows.get(&(proto, None, path.name())) else {
+            let Some(sat) = rows.get(&(proto, None, *path)) else {
                 continue;
             };
-            let at_1k = rows.get(&(proto, Some(1000), path.name()));
+            let at_1k = rows.get(&(proto, Some(1000), *path));
             println!(
-                "| {} | {:.0} | {:.0} | {} | {} | {} | {} |",
-                path.name(),
+                "| {} | {:.0} | {:.0} | {} | {} | {} | {} | {} |",
+                path.name(&options.variants),
                 sat.rps,
                 sat.latency.p50,
-                fmt_opt(at_1k.and_then(|r| r.rss_idle)),
+                fmt_opt(at_1k.map_or(sat.rss_idle, |r| r.rss_idle)),
                 fmt_opt(sat.rss_peak),
                 fmt_opt(at_1k.and_then(|r| r.cpu_per_1k).map(|v| format!("{v:.4}"))),
                 fmt_opt(at_1k.and_then(|r| r.cores).map(|v| format!("{v:.3}"))),
+                fmt_opt(sat.cpu_per_1k.map(|v| format!("{v:.4}"))),
             );
         }
         println!();

@@ -3,7 +3,7 @@
 //! pods), HAProxy and Envoy as one-hop reverse proxies.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path as FsPath, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -11,24 +11,63 @@ use super::load::Proto;
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
+/// Another `weft-proxy` build (or the same one with other settings) run as
+/// one hop beside the others, for before/after comparisons in one run.
+#[derive(Clone, Debug)]
+pub struct Variant {
+    pub label: String,
+    pub bin: PathBuf,
+    pub env: Vec<(String, String)>,
+}
+
+impl Variant {
+    /// Parses `LABEL=BIN` or `LABEL=BIN@K=V,K=V` (extra environment); an
+    /// empty BIN means the benchmark's own `weft-proxy`.
+    pub fn parse(text: &str) -> Result<Self, Error> {
+        let (label, rest) = text
+            .split_once('=')
+            .ok_or("--variant LABEL=BIN[@K=V,...]")?;
+        let (bin, env) = rest.split_once('@').unwrap_or((rest, ""));
+        let env = env
+            .split(',')
+            .filter(|kv| !kv.is_empty())
+            .map(|kv| {
+                kv.split_once('=')
+                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                    .ok_or_else(|| format!("variant env {kv:?} is not K=V"))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            label: label.to_owned(),
+            bin: PathBuf::from(bin),
+            env,
+        })
+    }
+}
+
 /// A path from the load generator to the server.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Path {
     Direct,
     Weft1,
     Weft2,
     Haproxy,
     Envoy,
+    /// One hop through the variant with this index.
+    Variant(usize),
 }
 
 impl Path {
-    pub fn name(self) -> &'static str {
+    pub fn name(self, variants: &[Variant]) -> String {
         match self {
-            Self::Direct => "direct",
-            Self::Weft1 => "weft x1",
-            Self::Weft2 => "weft x2",
-            Self::Haproxy => "haproxy",
-            Self::Envoy => "envoy",
+            Self::Direct => "direct".to_owned(),
+            Self::Weft1 => "weft x1".to_owned(),
+            Self::Weft2 => "weft x2".to_owned(),
+            Self::Haproxy => "haproxy".to_owned(),
+            Self::Envoy => "envoy".to_owned(),
+            Self::Variant(i) => variants
+                .get(i)
+                .map_or_else(|| format!("variant {i}"), |v| v.label.clone()),
         }
     }
 
@@ -37,7 +76,7 @@ impl Path {
         match self {
             Self::Direct => 0,
             Self::Weft2 => 2,
-            _ => 1,
+            Self::Weft1 | Self::Haproxy | Self::Envoy | Self::Variant(_) => 1,
         }
     }
 }
@@ -95,8 +134,33 @@ pub fn available(tool: &str) -> bool {
         .is_ok_and(|s| s.success())
 }
 
-/// Starts `path` in front of `server`.
-pub fn start(path: Path, server: SocketAddr, proto: Proto) -> Result<Running, Error> {
+/// A copy of the `weft-proxy` this benchmark was built with, removed on drop.
+pub struct Snapshot {
+    dir: TempDir,
+}
+
+impl Snapshot {
+    /// Copies the binary.
+    pub fn take() -> Result<Self, Error> {
+        let dir = TempDir::new("weft")?;
+        std::fs::copy(env!("CARGO_BIN_EXE_weft-proxy"), dir.0.join("weft-proxy"))?;
+        Ok(Self { dir })
+    }
+
+    /// Where the copy is.
+    pub fn path(&self) -> PathBuf {
+        self.dir.0.join("weft-proxy")
+    }
+}
+
+/// Starts `path` in front of `server`; the weft paths run `weft`.
+pub fn start(
+    path: Path,
+    server: SocketAddr,
+    proto: Proto,
+    weft_bin: &FsPath,
+    variants: &[Variant],
+) -> Result<Running, Error> {
     match path {
         Path::Direct => Ok(Running {
             addr: server,
@@ -104,7 +168,7 @@ pub fn start(path: Path, server: SocketAddr, proto: Proto) -> Result<Running, Er
             _dir: None,
         }),
         Path::Weft1 => {
-            let (addr, child) = weft(server)?;
+            let (addr, child) = weft(server, weft_bin, &[])?;
             Ok(Running {
                 addr,
                 children: vec![child],
@@ -112,8 +176,8 @@ pub fn start(path: Path, server: SocketAddr, proto: Proto) -> Result<Running, Er
             })
         }
         Path::Weft2 => {
-            let (inbound, second) = weft(server)?;
-            let (outbound, first) = weft(inbound)?;
+            let (inbound, second) = weft(server, weft_bin, &[])?;
+            let (outbound, first) = weft(inbound, weft_bin, &[])?;
             Ok(Running {
                 addr: outbound,
                 children: vec![first, second],
@@ -122,14 +186,33 @@ pub fn start(path: Path, server: SocketAddr, proto: Proto) -> Result<Running, Er
         }
         Path::Haproxy => haproxy(server, proto),
         Path::Envoy => envoy(server, proto),
+        Path::Variant(i) => {
+            let variant = variants.get(i).ok_or("no such variant")?;
+            let bin = if variant.bin.as_os_str().is_empty() {
+                weft_bin
+            } else {
+                &variant.bin
+            };
+            let (addr, child) = weft(server, bin, &variant.env)?;
+            Ok(Running {
+                addr,
+                children: vec![child],
+                _dir: None,
+            })
+        }
     }
 }
 
-/// `weft-proxy run` forwarding both directions to `target`; returns its
-/// outbound listener (the inbound one has the same data path).
-fn weft(target: SocketAddr) -> Result<(SocketAddr, Child), Error> {
+/// `weft-proxy run` (the binary `bin`, with `extra` environment) forwarding
+/// both directions to `target`; returns its outbound listener (the inbound
+/// one has the same data path).
+fn weft(
+    target: SocketAddr,
+    bin: &FsPath,
+    extra: &[(String, String)],
+) -> Result<(SocketAddr, Child), Error> {
     let outbound = free_port()?;
-    let child = Command::new(env!("CARGO_BIN_EXE_weft-proxy"))
+    let child = Command::new(bin)
         .arg("run")
         .env_clear()
         .env("WEFT_PROXY_LOG", "error")
@@ -138,6 +221,7 @@ fn weft(target: SocketAddr) -> Result<(SocketAddr, Child), Error> {
         .env("WEFT_PROXY_ADMIN_LISTEN_ADDR", free_port()?.to_string())
         .env("WEFT_PROXY_INBOUND_FIXED_TARGET", target.to_string())
         .env("WEFT_PROXY_OUTBOUND_FIXED_TARGET", target.to_string())
+        .envs(extra.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .spawn()?;

@@ -13,6 +13,7 @@ use super::config::Target;
 use super::conn;
 use super::context::{ConnContext, Direction, TlsStatus};
 use crate::orig_dst;
+use crate::tls::labels::PeerLabels;
 
 /// Accepts connections until the drain is signalled.
 pub async fn serve(
@@ -57,6 +58,7 @@ pub async fn serve(
             target: orig_dst,
             tls: TlsStatus::None,
             peer_identity: None,
+            peer_labels: PeerLabels::none(),
         };
         shared
             .drain

@@ -59,6 +59,14 @@ pub enum ConfigError {
         /// The variable.
         name: &'static str,
     },
+    /// A variable that another setting makes necessary is unset.
+    #[error("{name} is not set; it is required when {because}")]
+    Missing {
+        /// The variable.
+        name: &'static str,
+        /// The setting that needs it.
+        because: &'static str,
+    },
     /// The value does not parse as what the variable holds.
     #[error("{name}={value:?}: {reason}")]
     Invalid {
@@ -109,6 +117,10 @@ pub mod vars {
     pub const TAP_CLIENT_ID: &str = "WEFT_PROXY_TAP_CLIENT_ID";
     /// Mesh trust anchors (PEM).
     pub const TRUST_ANCHORS: &str = "WEFT_PROXY_TRUST_ANCHORS";
+    /// Refuse inbound connections that are not mesh TLS (`true`/`false`).
+    pub const INBOUND_REQUIRE_IDENTITY: &str = "WEFT_PROXY_INBOUND_REQUIRE_IDENTITY";
+    /// Threads that serve connections (default 1: one single-threaded runtime).
+    pub const CORES: &str = "WEFT_PROXY_CORES";
     /// Tests and benchmarks only: inbound target instead of `SO_ORIGINAL_DST`.
     pub const INBOUND_FIXED_TARGET: &str = "WEFT_PROXY_INBOUND_FIXED_TARGET";
     /// Tests and benchmarks only: outbound target instead of `SO_ORIGINAL_DST`.
@@ -144,6 +156,9 @@ pub struct Config {
     pub pod: PodInfo,
     /// Control-plane and identity settings used by mTLS (issue 5).
     pub identity: IdentityConfig,
+    /// Threads serving connections (`WEFT_PROXY_CORES`): 1 runs the proxy on
+    /// one single-threaded runtime, more on a work-stealing one.
+    pub cores: usize,
 }
 
 /// Where the proxy sends an accepted connection.
@@ -185,6 +200,8 @@ pub struct IdentityConfig {
     pub tap_client_id: Option<String>,
     /// PEM bundle of trust anchors.
     pub trust_anchors: Option<String>,
+    /// Refuse inbound connections without a verified client identity.
+    pub inbound_require_identity: bool,
 }
 
 /// Detection timeouts: short while a partial client prefix is held back,
@@ -247,6 +264,20 @@ impl Config {
                     .then_some(())
                     .ok_or("a PEM bundle of certificates")
             })?,
+            inbound_require_identity: match env.var(vars::INBOUND_REQUIRE_IDENTITY)? {
+                None => false,
+                Some(v) => match v.trim() {
+                    "true" => true,
+                    "false" => false,
+                    _ => {
+                        return Err(invalid(
+                            vars::INBOUND_REQUIRE_IDENTITY,
+                            &v,
+                            "expected true or false",
+                        ));
+                    }
+                },
+            },
         };
         Ok(Self {
             log,
@@ -262,7 +293,25 @@ impl Config {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             pod,
             identity,
+            cores: cores(env)?,
         })
+    }
+}
+
+/// The most threads `WEFT_PROXY_CORES` may ask for.
+pub const MAX_CORES: usize = 64;
+
+fn cores(env: &impl Env) -> Result<usize, ConfigError> {
+    let Some(text) = env.var(vars::CORES)? else {
+        return Ok(1);
+    };
+    match text.trim().parse::<usize>() {
+        Ok(n) if (1..=MAX_CORES).contains(&n) => Ok(n),
+        _ => Err(invalid(
+            vars::CORES,
+            &text,
+            format!("expected a whole number of threads from 1 to {MAX_CORES}"),
+        )),
     }
 }
 
@@ -392,6 +441,7 @@ mod tests {
         assert_eq!(config.tap_addr, SocketAddr::from(([0, 0, 0, 0], 4190)));
         assert_eq!(config.shutdown_grace, Duration::from_secs(30));
         assert!(config.opaque_ports.is_empty());
+        assert_eq!(config.cores, 1);
         assert_eq!(config.inbound_target, Target::OrigDst);
         assert_eq!(config.outbound_target, Target::OrigDst);
         Ok(())
@@ -455,6 +505,7 @@ mod tests {
             (vars::DESTINATION_ADDR, "weft-destination:http"),
             (vars::TAP_CLIENT_ID, "weft-tap"),
             (vars::TRUST_ANCHORS, "not pem"),
+            (vars::INBOUND_REQUIRE_IDENTITY, "yes"),
             (vars::INBOUND_FIXED_TARGET, "127.0.0.1"),
         ] {
             let message = error_for(&[(name, value)]);
@@ -494,5 +545,16 @@ mod tests {
         assert!(parse_duration("5d").is_err());
         assert!(parse_duration("-5s").is_err());
         assert!(parse_duration("99999999999999999h").is_err());
+    }
+
+    #[test]
+    fn cores_are_a_small_whole_number() -> Result<(), ConfigError> {
+        let config = Config::from_env(&env(&[(vars::CORES, "4")]))?;
+        assert_eq!(config.cores, 4);
+        for bad in ["0", "65", "two", "-1", "1.5"] {
+            let message = error_for(&[(vars::CORES, bad)]);
+            assert!(message.starts_with("WEFT_PROXY_CORES="), "{message}");
+        }
+        Ok(())
     }
 }

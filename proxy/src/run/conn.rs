@@ -1,6 +1,7 @@
-//! One accepted connection, from detection to the end: choose the protocol,
-//! account the connection in the TCP metrics, then hand it to the HTTP or
-//! the opaque TCP layer.
+//! One accepted connection, from detection to the end: choose the protocol
+//! (and, with mesh TLS, how to dial and what the peer is), account the
+//! connection in the TCP metrics, then hand it to the HTTP or the opaque
+//! TCP layer.
 
 use std::sync::Arc;
 
@@ -8,21 +9,39 @@ use bytes::Bytes;
 use tokio::net::TcpStream;
 
 use super::Shared;
-use super::connect::Dial;
-use super::context::{ConnContext, Protocol, TlsStatus};
+use super::connect::Connector;
+use super::context::{ConnContext, Direction, Protocol, TlsStatus};
 use super::detect::{self, Detection};
 use super::http;
 use super::http::service::ProxyService;
 use super::http::upstream::{Upstream, Version};
 use super::io::{CountingIo, PrefixedIo};
 use super::tcp;
+use crate::tls::io::ClientIo;
 
 /// Proxies one accepted connection until it closes.
 pub async fn handle(mut stream: TcpStream, mut ctx: ConnContext, shared: Arc<Shared>) {
+    let mesh = shared.mesh.clone();
+    // Outbound with the mesh on: destination decides plaintext or mesh TLS
+    // (and may mark the port opaque) before anything is dialled.
+    let (tls, mut opaque) = match (&mesh, ctx.direction) {
+        (Some(mesh), Direction::Outbound) => {
+            let outbound = mesh.outbound(&mut ctx).await;
+            (outbound.tls, outbound.opaque)
+        }
+        _ => (None, false),
+    };
+    let opaque_port = opaque || shared.opaque_ports.contains(ctx.orig_dst.port());
+    // Inbound with the mesh on, even an opaque port is looked at: a mesh
+    // ClientHello must be terminated before the bytes inside go opaque.
+    let inbound_mesh = mesh.is_some() && ctx.direction == Direction::Inbound;
+    opaque = opaque_port && !inbound_mesh;
+
     // Connect upstream now: a server that speaks first is heard during
     // detection, and an HTTP client's first request finds the connection up.
-    let dial = Dial::start(ctx.target, shared.connect_timeout);
-    let (detection, dial) = if shared.opaque_ports.contains(ctx.orig_dst.port()) {
+    let connector = Connector::new(ctx.target, shared.connect_timeout, tls);
+    let dial = connector.dial();
+    let (detection, dial) = if opaque {
         let detection = Detection {
             protocol: Protocol::Opaque,
             client_prefix: Bytes::new(),
@@ -43,7 +62,21 @@ pub async fn handle(mut stream: TcpStream, mut ctx: ConnContext, shared: Arc<Sha
             }
         }
     };
-    if detection.protocol == Protocol::Tls {
+    let (client, detection, dial) = match &mesh {
+        Some(mesh) if inbound_mesh => {
+            let timeouts = shared.detect_timeouts;
+            match mesh
+                .inbound(stream, detection, dial, &mut ctx, timeouts, opaque_port)
+                .await
+            {
+                Some(taken) => taken,
+                None => return,
+            }
+        }
+        _ => (ClientIo::Plain(stream), detection, dial),
+    };
+    // The application's TLS inside mesh TLS is still a mesh connection.
+    if detection.protocol == Protocol::Tls && ctx.tls == TlsStatus::None {
         ctx.tls = TlsStatus::Passthrough;
     }
     tracing::debug!(
@@ -51,6 +84,8 @@ pub async fn handle(mut stream: TcpStream, mut ctx: ConnContext, shared: Arc<Sha
         client = %ctx.client,
         target = %ctx.target,
         protocol = ?detection.protocol,
+        tls = ctx.tls.as_str(),
+        peer = ctx.peer_identity.as_deref().unwrap_or(""),
         reason = detection.reason,
         "detected"
     );
@@ -66,15 +101,9 @@ pub async fn handle(mut stream: TcpStream, mut ctx: ConnContext, shared: Arc<Sha
             } else {
                 Version::Http2
             };
-            let io = CountingIo::new(stream, tcp.read.clone(), tcp.written.clone());
+            let io = CountingIo::new(client, tcp.read.clone(), tcp.written.clone());
             let io = PrefixedIo::new(detection.client_prefix, io);
-            let upstream = Upstream::new(
-                ctx.target,
-                version,
-                shared.connect_timeout,
-                dial,
-                detection.server_prefix,
-            );
+            let upstream = Upstream::new(connector, version, dial, detection.server_prefix);
             let service =
                 ProxyService::new(ctx, upstream, shared.metrics.clone(), shared.drain.clone());
             http::serve(io, version, service, shared.drain.clone()).await;
@@ -85,13 +114,13 @@ pub async fn handle(mut stream: TcpStream, mut ctx: ConnContext, shared: Arc<Sha
                 Err(e) => {
                     tracing::info!(target = %ctx.target, error = %e, "upstream connect failed; resetting client");
                     // A reset tells the client what a refused connect would have.
-                    if let Err(e) = stream.set_zero_linger() {
+                    if let Err(e) = client.set_zero_linger() {
                         tracing::debug!(error = %e, "could not set SO_LINGER");
                     }
                     return;
                 }
             };
-            let io = CountingIo::new(stream, tcp.read.clone(), tcp.written.clone());
+            let io = CountingIo::new(client, tcp.read.clone(), tcp.written.clone());
             match tcp::forward(
                 io,
                 detection.client_prefix,

@@ -1,5 +1,9 @@
-//! Opening the upstream TCP connection, started as soon as a connection is
+//! Opening the upstream connection, started as soon as a connection is
 //! accepted so that a server that speaks first is heard during detection.
+//!
+//! A [`Connector`] knows where to go and whether to open mesh TLS there
+//! (outbound to a meshed peer); what it dials is an [`UpstreamIo`], so the
+//! layers above handle plaintext and mesh TLS alike.
 
 use std::future::Future;
 use std::io;
@@ -9,32 +13,72 @@ use std::time::Duration;
 
 use tokio::net::TcpStream;
 
-/// A connection attempt in flight.
-pub type Connecting = Pin<Box<dyn Future<Output = io::Result<TcpStream>> + Send>>;
+use crate::tls::connect::MeshConnect;
+pub use crate::tls::io::UpstreamIo;
 
-/// Where the upstream TCP connection stands.
+/// A connection attempt in flight.
+pub type Connecting = Pin<Box<dyn Future<Output = io::Result<UpstreamIo>> + Send>>;
+
+/// Where the upstream connection stands.
 pub enum Dial {
     /// The handshake has not finished yet.
     Connecting(Connecting),
     /// Connected.
-    Connected(TcpStream),
-    /// The attempt failed (refused, unreachable, timed out).
+    Connected(UpstreamIo),
+    /// The attempt failed (refused, unreachable, timed out, TLS refused).
     Failed(io::Error),
 }
 
 impl Dial {
-    /// Starts connecting to `target`.
+    /// Starts connecting to `target` in plaintext.
     pub fn start(target: SocketAddr, timeout: Duration) -> Self {
-        Self::Connecting(Box::pin(connect(target, timeout)))
+        Connector::new(target, timeout, None).dial()
     }
 
     /// Waits for the attempt to finish.
-    pub async fn finish(self) -> io::Result<TcpStream> {
+    pub async fn finish(self) -> io::Result<UpstreamIo> {
         match self {
             Self::Connecting(connecting) => connecting.await,
             Self::Connected(stream) => Ok(stream),
             Self::Failed(e) => Err(e),
         }
+    }
+}
+
+/// How to open one connection's upstream, as often as it needs.
+#[derive(Clone, Debug)]
+pub struct Connector {
+    target: SocketAddr,
+    timeout: Duration,
+    tls: Option<MeshConnect>,
+}
+
+impl Connector {
+    /// Connects to `target` within `timeout` (TCP), then opens mesh TLS
+    /// when `tls` says so.
+    pub fn new(target: SocketAddr, timeout: Duration, tls: Option<MeshConnect>) -> Self {
+        Self {
+            target,
+            timeout,
+            tls,
+        }
+    }
+
+    /// The address dialled.
+    pub fn target(&self) -> SocketAddr {
+        self.target
+    }
+
+    /// Starts a connection attempt.
+    pub fn dial(&self) -> Dial {
+        let this = self.clone();
+        Dial::Connecting(Box::pin(async move {
+            let tcp = connect(this.target, this.timeout).await?;
+            match &this.tls {
+                None => Ok(UpstreamIo::Plain(tcp)),
+                Some(tls) => Ok(UpstreamIo::Mesh(Box::new(tls.handshake(tcp).await?))),
+            }
+        }))
     }
 }
 

@@ -1,11 +1,13 @@
 //! What the proxy knows about one accepted connection.
 //!
 //! Each layer of the connection path (accept, detection, HTTP or TCP
-//! forwarding) reads this context; mTLS (issue 5) fills in `tls` and
-//! `peer_identity` at accept time and tap (issue 6) reads it for its events,
-//! so neither needs a new plumbing path.
+//! forwarding) reads this context; mesh TLS ([`crate::tls::mesh`]) fills in
+//! `tls`, `peer_identity` and `peer_labels` before the application protocol
+//! is served, and tap (issue 6) reads it for its events.
 
 use std::net::SocketAddr;
+
+use crate::tls::labels::PeerLabels;
 
 /// Which side of the pod a connection belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -33,6 +35,8 @@ pub enum TlsStatus {
     None,
     /// The application's own TLS, forwarded untouched.
     Passthrough,
+    /// Mesh TLS between two weft proxies.
+    Mesh,
 }
 
 impl TlsStatus {
@@ -41,6 +45,7 @@ impl TlsStatus {
         match self {
             Self::None => "false",
             Self::Passthrough => "passthrough",
+            Self::Mesh => "true",
         }
     }
 }
@@ -71,6 +76,9 @@ pub struct ConnContext {
     pub target: SocketAddr,
     /// TLS status; the application's own TLS is marked once detected.
     pub tls: TlsStatus,
-    /// The peer's mesh identity, once mTLS (issue 5) establishes one.
+    /// The peer's mesh identity (SPIFFE ID): the verified client inbound,
+    /// the identity demanded of the server outbound.
     pub peer_identity: Option<String>,
+    /// The peer's metric labels (`client_id`/`server_id`, `dst_*`), capped.
+    pub peer_labels: PeerLabels,
 }

@@ -4,9 +4,11 @@
 //! period runs out, whichever is first.
 
 use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 use tokio_util::task::TaskTracker;
 
 /// The shutdown signal and the tasks it waits for. Cheap to clone.
@@ -33,8 +35,12 @@ impl Drain {
     }
 
     /// Resolves once draining has started.
-    pub async fn signaled(&self) {
-        self.signal.cancelled().await;
+    pub fn signaled(&self) -> Signaled<'_> {
+        Signaled {
+            token: &self.signal,
+            inner: self.signal.cancelled(),
+            registered: None,
+        }
     }
 
     /// Runs `task` as one the drain waits for.
@@ -56,6 +62,43 @@ impl Drain {
     }
 }
 
+pin_project_lite::pin_project! {
+    /// The future of [`Drain::signaled`]. Every connection loop polls it on
+    /// each wake-up: polling it again for the same task costs one atomic
+    /// load instead of a trip through the token's waiter list.
+    pub struct Signaled<'a> {
+        token: &'a CancellationToken,
+        #[pin]
+        inner: WaitForCancellationFuture<'a>,
+        registered: Option<Waker>,
+    }
+}
+
+impl Future for Signaled<'_> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.project();
+        if this.token.is_cancelled() {
+            return Poll::Ready(());
+        }
+        // The token wakes the waker it holds; the same task's waker needs
+        // no new registration.
+        if this
+            .registered
+            .as_ref()
+            .is_some_and(|w| w.will_wake(cx.waker()))
+        {
+            return Poll::Pending;
+        }
+        let poll = this.inner.poll(cx);
+        if poll.is_pending() {
+            *this.registered = Some(cx.waker().clone());
+        }
+        poll
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -68,6 +111,35 @@ mod tests {
         drain.signal();
         assert!(drain.is_draining());
         assert_eq!(drain.wait(Duration::from_secs(10)).await, 1);
+    }
+
+    #[tokio::test]
+    async fn a_waiting_signal_wakes_when_the_drain_starts() {
+        let drain = Drain::new();
+        let (polled, polled_rx) = tokio::sync::oneshot::channel();
+        let waiter = {
+            let drain = drain.clone();
+            tokio::spawn(async move {
+                let mut signaled = std::pin::pin!(drain.signaled());
+                // Polled again and again while waiting, as connection
+                // loops do, then woken by the signal.
+                for _ in 0..3 {
+                    let ready = std::future::poll_fn(|cx| {
+                        Poll::Ready(signaled.as_mut().poll(cx).is_ready())
+                    })
+                    .await;
+                    assert!(!ready);
+                }
+                let _ = polled.send(());
+                signaled.await;
+            })
+        };
+        assert!(polled_rx.await.is_ok());
+        drain.signal();
+        let done = tokio::time::timeout(Duration::from_secs(5), waiter).await;
+        assert!(matches!(done, Ok(Ok(()))), "{done:?}");
+        // Already signalled: resolves at once.
+        drain.signaled().await;
     }
 
     #[tokio::test(start_paused = true)]

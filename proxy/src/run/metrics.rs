@@ -3,8 +3,8 @@
 //! Names are exactly the ones DESIGN.md lists; prometheus-client appends
 //! `_total` to counters itself, so counters register without it. Label values
 //! that come from traffic (authority, destination port) are capped by
-//! [`Bounded`]; `client_id`/`server_id` and the peer workload labels arrive
-//! with mTLS and the destination service.
+//! [`Bounded`]; `client_id`/`server_id` and the peer workload labels come
+//! from mesh TLS and destination ([`PeerLabels`], capped the same way).
 
 use std::fmt;
 
@@ -18,6 +18,7 @@ use prometheus_client::registry::Registry;
 use super::bounded::Bounded;
 use super::context::{ConnContext, Direction, TlsStatus};
 use super::http::classify::Classification;
+use crate::tls::labels::PeerLabels;
 
 /// How many distinct authorities get their own series.
 pub const MAX_AUTHORITIES: usize = 100;
@@ -72,8 +73,11 @@ impl EncodeLabelValue for PortLabel {
 pub struct TcpLabels {
     /// inbound / outbound.
     pub direction: Direction,
-    /// false / passthrough.
+    /// false / passthrough / true (mesh TLS).
     pub tls: TlsStatus,
+    /// `client_id` / `server_id` and `dst_*`, when known.
+    #[prometheus(flatten)]
+    pub peer: PeerLabels,
     /// The original destination port.
     pub dst_port: PortLabel,
 }
@@ -83,8 +87,11 @@ pub struct TcpLabels {
 pub struct RequestLabels {
     /// inbound / outbound.
     pub direction: Direction,
-    /// false / passthrough.
+    /// false / passthrough / true (mesh TLS).
     pub tls: TlsStatus,
+    /// `client_id` / `server_id` and `dst_*`, when known.
+    #[prometheus(flatten)]
+    pub peer: PeerLabels,
     /// The original destination port.
     pub dst_port: PortLabel,
     /// The request's authority (or Host), capped.
@@ -191,6 +198,12 @@ impl Metrics {
         }
     }
 
+    /// The registry, for families registered beside the golden metrics
+    /// (identity and mesh TLS).
+    pub fn registry_mut(&mut self) -> &mut Registry {
+        &mut self.registry
+    }
+
     /// The Prometheus text exposition (format 0.0.4).
     pub fn encode(&self) -> Result<String, fmt::Error> {
         let mut out = String::with_capacity(4096);
@@ -212,6 +225,7 @@ impl Metrics {
         TcpLabels {
             direction: ctx.direction,
             tls: ctx.tls,
+            peer: ctx.peer_labels.clone(),
             dst_port: self.port_label(ctx.orig_dst.port()),
         }
     }
@@ -226,6 +240,7 @@ impl Metrics {
         RequestLabels {
             direction: ctx.direction,
             tls: ctx.tls,
+            peer: ctx.peer_labels.clone(),
             dst_port: self.port_label(ctx.orig_dst.port()),
             authority,
         }
@@ -244,6 +259,22 @@ impl Metrics {
     /// Counts a finished (or failed) response.
     pub fn response(&self, labels: &ResponseLabels) {
         self.responses.get_or_create(labels).inc();
+    }
+
+    /// The `request_total` series of `labels`, kept by a connection so that
+    /// its requests skip the label lookup.
+    pub fn request_counter(&self, labels: &RequestLabels) -> Counter {
+        self.requests.get_or_create_owned(labels)
+    }
+
+    /// The `response_latency_ms` series of `labels`, to keep.
+    pub fn latency_histogram(&self, labels: &LatencyLabels) -> Histogram {
+        self.latency.get_or_create_owned(labels)
+    }
+
+    /// The `response_total` series of `labels`, to keep.
+    pub fn response_counter(&self, labels: &ResponseLabels) -> Counter {
+        self.responses.get_or_create_owned(labels)
     }
 
     /// Counts a connection as open until the returned guard drops.
@@ -291,6 +322,7 @@ mod tests {
             target: SocketAddr::from(([10, 0, 0, 2], 8080)),
             tls: TlsStatus::None,
             peer_identity: None,
+            peer_labels: PeerLabels::none(),
         }
     }
 

@@ -4,8 +4,10 @@
 //! original destination, a [`context::ConnContext`]), [`detect`] (which
 //! protocol, racing both sides' first bytes), then [`http`] (hyper, golden
 //! metrics per request) or [`tcp`] (opaque bytes). [`metrics`] and [`admin`]
-//! export what happened; [`drain`] ends it all gracefully. mTLS (issue 5)
-//! slots in between accept and detection, tap (issue 6) reads the context.
+//! export what happened; [`drain`] ends it all gracefully. Mesh TLS
+//! ([`crate::tls::mesh`]) slots in around detection: outbound it decides how
+//! [`connect`] dials, inbound it terminates the peer proxy's TLS before the
+//! application protocol is detected. Tap (issue 6) reads the context.
 
 pub mod accept;
 pub mod admin;
@@ -35,6 +37,11 @@ use drain::Drain;
 use metrics::Metrics;
 use ports::PortSet;
 
+use crate::identity::MeshSettings;
+use crate::tls::Mesh;
+use crate::tls::mesh::MeshError;
+use crate::tls::metrics::MeshMetrics;
+
 /// Why the proxy could not start or stopped early.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -55,6 +62,12 @@ pub enum RunError {
     /// The tracing subscriber could not be installed.
     #[error("cannot install the log subscriber: {0}")]
     Tracing(String),
+    /// The mesh settings are incomplete or invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// Mesh TLS could not be set up.
+    #[error("mesh TLS: {0}")]
+    Mesh(#[from] MeshError),
 }
 
 /// What every connection task shares.
@@ -65,6 +78,8 @@ pub struct Shared {
     opaque_ports: PortSet,
     detect_timeouts: detect::Timeouts,
     connect_timeout: Duration,
+    /// Identity and mesh TLS; `None` when the pod has no trust anchors.
+    mesh: Option<Arc<Mesh>>,
 }
 
 /// A proxy whose listeners are bound and not yet serving.
@@ -84,7 +99,15 @@ impl Proxy {
         let inbound = bind(config::vars::INBOUND_LISTEN_ADDR, config.inbound_addr)?;
         let outbound = bind(config::vars::OUTBOUND_LISTEN_ADDR, config.outbound_addr)?;
         let admin = bind(config::vars::ADMIN_LISTEN_ADDR, config.admin_addr)?;
-        let metrics = Arc::new(Metrics::new());
+        let mut metrics = Metrics::new();
+        let mesh = match MeshSettings::from_config(&config)? {
+            Some(settings) => {
+                let mesh_metrics = MeshMetrics::register(metrics.registry_mut());
+                Some(Arc::new(Mesh::new(settings, mesh_metrics)?))
+            }
+            None => None,
+        };
+        let metrics = Arc::new(metrics);
         let drain = Drain::new();
         let shared = Arc::new(Shared {
             metrics: metrics.clone(),
@@ -92,6 +115,7 @@ impl Proxy {
             opaque_ports: config.opaque_ports.clone(),
             detect_timeouts: config.detect_timeouts,
             connect_timeout: config.connect_timeout,
+            mesh,
         });
         let admin_state = Arc::new(admin::AdminState::new(metrics, drain));
         Ok(Self {
@@ -141,6 +165,23 @@ impl Proxy {
             admin_state,
         } = self;
         let admin_task = tokio::spawn(admin::serve(admin, admin_state.clone()));
+        // The certificate comes before readiness and before the first
+        // connection is taken (the listeners queue them meanwhile).
+        let identity_task = shared.mesh.as_ref().and_then(|mesh| mesh.start());
+        if let Some(mesh) = &shared.mesh {
+            tracing::info!(identity = %mesh.store().identity(), "waiting for a certificate");
+            tokio::select! {
+                () = mesh.certified() => {}
+                () = shared.drain.signaled() => {
+                    tracing::info!("drained before the first certificate");
+                    admin_task.abort();
+                    if let Some(task) = identity_task {
+                        task.abort();
+                    }
+                    return;
+                }
+            }
+        }
         let inbound_task = tokio::spawn(accept::serve(
             inbound,
             Direction::Inbound,
@@ -179,6 +220,9 @@ impl Proxy {
             tracing::info!("drained");
         }
         admin_task.abort();
+        if let Some(task) = identity_task {
+            task.abort();
+        }
     }
 }
 

@@ -6,7 +6,6 @@ use std::io;
 
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
 
 use super::io::PrefixedIo;
 
@@ -15,14 +14,15 @@ use super::io::PrefixedIo;
 /// `client_prefix` (read from the client during detection) goes upstream
 /// first; `server_prefix` (a server's greeting) goes to the client first.
 /// Returns the bytes sent upstream and to the client.
-pub async fn forward<C>(
+pub async fn forward<C, U>(
     client: C,
     client_prefix: Bytes,
-    upstream: TcpStream,
+    upstream: U,
     server_prefix: Bytes,
 ) -> io::Result<(u64, u64)>
 where
     C: AsyncRead + AsyncWrite + Unpin,
+    U: AsyncRead + AsyncWrite + Unpin,
 {
     let mut client = PrefixedIo::new(client_prefix, client);
     let mut upstream = PrefixedIo::new(server_prefix, upstream);

@@ -5,6 +5,10 @@
 // Each test binary uses a different subset of these helpers.
 #![allow(dead_code)]
 
+pub mod grpc;
+pub mod grpc_app;
+pub mod grpc_scenarios;
+pub mod mesh;
 pub mod servers;
 
 use std::collections::HashMap;

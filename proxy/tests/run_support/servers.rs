@@ -24,6 +24,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
+use super::grpc_app::{self, Events};
 use super::{Payload, TestResult};
 
 type Body_ = BoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
@@ -32,6 +33,8 @@ type Body_ = BoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
 pub struct HttpApp {
     pub addr: SocketAddr,
     pub connections: Arc<AtomicUsize>,
+    /// What its gRPC streaming routes saw.
+    pub grpc: Arc<Events>,
 }
 
 /// Starts the HTTP application (HTTP/1.1 and HTTP/2 prior knowledge).
@@ -41,7 +44,7 @@ pub struct HttpApp {
 /// then trailers), `POST /grpc-only/{code}` (trailers-only), `GET /hang`
 /// (never answers), `GET /ws` (upgrade, then echo), `GET /abort` (body
 /// fails midway), `GET /close` (closes after answering), `GET /sleep/{ms}`,
-/// `GET /bytes/{n}`.
+/// `GET /bytes/{n}`, and the gRPC streaming routes of [`grpc_app`].
 pub async fn http_app() -> TestResult<HttpApp> {
     http_app_on(TcpListener::bind("127.0.0.1:0").await?)
 }
@@ -51,18 +54,26 @@ pub fn http_app_on(listener: TcpListener) -> TestResult<HttpApp> {
     let addr = listener.local_addr()?;
     let connections = Arc::new(AtomicUsize::new(0));
     let counter = connections.clone();
+    let grpc = Arc::new(Events::default());
+    let events = grpc.clone();
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
             counter.fetch_add(1, Ordering::SeqCst);
+            let events = events.clone();
             tokio::spawn(async move {
                 let builder = auto::Builder::new(TokioExecutor::new());
+                let service = service_fn(move |req| route(events.clone(), req));
                 let _ = builder
-                    .serve_connection_with_upgrades(TokioIo::new(stream), service_fn(route))
+                    .serve_connection_with_upgrades(TokioIo::new(stream), service)
                     .await;
             });
         }
     });
-    Ok(HttpApp { addr, connections })
+    Ok(HttpApp {
+        addr,
+        connections,
+        grpc,
+    })
 }
 
 fn full(status: StatusCode, body: impl Into<Bytes>) -> Response<Body_> {
@@ -71,7 +82,13 @@ fn full(status: StatusCode, body: impl Into<Bytes>) -> Response<Body_> {
     response
 }
 
-async fn route(mut req: Request<Incoming>) -> Result<Response<Body_>, Infallible> {
+async fn route(
+    events: Arc<Events>,
+    mut req: Request<Incoming>,
+) -> Result<Response<Body_>, Infallible> {
+    if req.uri().path().starts_with(grpc_app::PREFIX) {
+        return Ok(grpc_app::route(events, req));
+    }
     let path = req.uri().path().to_owned();
     let mut parts = path.trim_start_matches('/').splitn(2, '/');
     let head = parts.next().unwrap_or_default();

@@ -11,30 +11,27 @@ use http::StatusCode;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
-use super::super::metrics::{Metrics, RequestLabels, ResponseLabels};
-use super::classify::{self, Classification};
+use super::classify;
+use super::handles::AuthorityMetrics;
 
 /// Counts one response in `response_total` when it ends.
 #[derive(Debug)]
 pub struct ResponseRecorder {
-    metrics: Arc<Metrics>,
-    request: RequestLabels,
+    series: Arc<AuthorityMetrics>,
     status: StatusCode,
     grpc_status: Option<u32>,
 }
 
 impl ResponseRecorder {
     /// A recorder for a response with `status` (and maybe a trailers-only
-    /// `grpc_status` in its headers).
+    /// `grpc_status` in its headers) to a request counted in `series`.
     pub fn new(
-        metrics: Arc<Metrics>,
-        request: RequestLabels,
+        series: Arc<AuthorityMetrics>,
         status: StatusCode,
         grpc_status: Option<u32>,
     ) -> Self {
         Self {
-            metrics,
-            request,
+            series,
             status,
             grpc_status,
         }
@@ -42,14 +39,9 @@ impl ResponseRecorder {
 
     /// Counts the response; `reset` when its stream failed or was abandoned.
     pub fn finish(self, reset: bool) {
-        let classification: Classification =
-            classify::classify(self.status, self.grpc_status, reset);
-        self.metrics.response(&ResponseLabels {
-            request: self.request,
-            status_code: self.status.as_u16(),
-            grpc_status: self.grpc_status,
-            classification,
-        });
+        let classification = classify::classify(self.status, self.grpc_status, reset);
+        self.series
+            .response(self.status, self.grpc_status, classification);
     }
 }
 

@@ -3,7 +3,10 @@
 //!
 //! Pure functions: the HTTP layer feeds them what it saw on the wire.
 
-use http::{HeaderMap, StatusCode};
+use http::{HeaderMap, HeaderName, StatusCode};
+
+/// Looked up in every response's headers and trailers: made once.
+const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
 
 /// The `classification` label of `response_total`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -46,13 +49,7 @@ pub fn classify(status: StatusCode, grpc_status: Option<u32>, reset: bool) -> Cl
 
 /// The `grpc-status` in a header or trailer map, if present and numeric.
 pub fn grpc_status(headers: &HeaderMap) -> Option<u32> {
-    headers
-        .get("grpc-status")?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
+    headers.get(GRPC_STATUS)?.to_str().ok()?.trim().parse().ok()
 }
 
 #[cfg(test)]

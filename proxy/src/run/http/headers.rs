@@ -19,19 +19,35 @@ const ALWAYS_HOP_BY_HOP: [HeaderName; 4] = [
 /// end to end, and an application may talk to its own forward proxy
 /// through the mesh.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Runs twice per request: one pass over the names settles the common
+    // cases (no hop-by-hop field, or only gRPC's `TE: trailers`) without a
+    // lookup or an allocation.
+    let mut te = false;
+    let mut others = false;
+    for name in headers.keys() {
+        if name == header::TE {
+            te = true;
+        } else if is_hop_by_hop(name) {
+            others = true;
+        }
+    }
+    if !others && (!te || te_is_exactly_trailers(headers)) {
+        return;
+    }
     let named: Vec<HeaderName> = connection_tokens(headers)
         .filter_map(|token| HeaderName::from_bytes(token.as_bytes()).ok())
         .collect();
-    let wants_trailers = headers
-        .get_all(header::TE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| {
-            t.split(';')
-                .next()
-                .is_some_and(|t| t.trim().eq_ignore_ascii_case("trailers"))
-        });
+    let wants_trailers = te
+        && headers
+            .get_all(header::TE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| {
+                t.split(';')
+                    .next()
+                    .is_some_and(|t| t.trim().eq_ignore_ascii_case("trailers"))
+            });
     for name in named.iter().chain(ALWAYS_HOP_BY_HOP.iter()) {
         headers.remove(name);
     }
@@ -42,9 +58,29 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
+/// A hop-by-hop field other than `TE`.
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    name == header::CONNECTION
+        || name == header::TRANSFER_ENCODING
+        || name == header::UPGRADE
+        || name == "keep-alive"
+        || name == "proxy-connection"
+}
+
+/// `TE` is present once, with exactly the value that is kept as it is.
+fn te_is_exactly_trailers(headers: &HeaderMap) -> bool {
+    let mut values = headers.get_all(header::TE).iter();
+    matches!((values.next(), values.next()), (Some(v), None) if v.as_bytes() == b"trailers")
+}
+
 /// The `Upgrade` value of a message that asks to switch protocols
 /// (`Connection: upgrade` and an `Upgrade` field), e.g. `websocket`.
 pub fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
+    // Asked of every HTTP/1 message; scanning the few names is cheaper than
+    // the hash lookup when, as usual, there is no `Connection` field.
+    if !headers.keys().any(|name| name == header::CONNECTION) {
+        return None;
+    }
     let asks = connection_tokens(headers).any(|t| t.eq_ignore_ascii_case("upgrade"));
     if asks {
         headers.get(header::UPGRADE).cloned()
@@ -59,13 +95,15 @@ pub fn restore_upgrade(headers: &mut HeaderMap, protocol: HeaderValue) {
     headers.insert(header::UPGRADE, protocol);
 }
 
-fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = String> + '_ {
+/// The comma-separated tokens of every `Connection` field, trimmed (header
+/// names compare case-insensitively; `HeaderName::from_bytes` lowercases).
+fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> + '_ {
     headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .map(|t| t.trim().to_ascii_lowercase())
+        .map(str::trim)
         .filter(|t| !t.is_empty())
 }
 
@@ -103,6 +141,40 @@ mod tests {
         let mut left: Vec<&str> = map.keys().map(|k| k.as_str()).collect();
         left.sort_unstable();
         assert_eq!(left, ["host", "x-end-to-end"]);
+    }
+
+    #[test]
+    fn end_to_end_fields_and_grpc_te_are_left_alone() {
+        for pairs in [
+            &[
+                ("host", "web"),
+                ("content-type", "text/plain"),
+                ("x-a", "1"),
+            ][..],
+            &[("content-type", "application/grpc"), ("te", "trailers")][..],
+        ] {
+            let mut map = headers(pairs);
+            let before = map.clone();
+            strip_hop_by_hop(&mut map);
+            assert_eq!(map, before);
+        }
+    }
+
+    #[test]
+    fn te_trailers_stays_beside_other_hop_by_hop_fields() {
+        let mut map = headers(&[
+            ("te", "trailers"),
+            ("connection", "keep-alive"),
+            ("keep-alive", "timeout=5"),
+            ("Proxy-Connection", "keep-alive"),
+        ]);
+        strip_hop_by_hop(&mut map);
+        let left: Vec<&str> = map.keys().map(|k| k.as_str()).collect();
+        assert_eq!(left, ["te"]);
+        assert_eq!(
+            map.get(header::TE),
+            Some(&HeaderValue::from_static("trailers"))
+        );
     }
 
     #[test]

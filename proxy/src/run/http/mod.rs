@@ -11,6 +11,7 @@
 
 pub mod body;
 pub mod classify;
+pub mod handles;
 pub mod headers;
 pub mod service;
 pub mod upgrade;

@@ -13,9 +13,10 @@ use tokio::time::Instant;
 
 use super::super::context::ConnContext;
 use super::super::drain::Drain;
-use super::super::metrics::{LatencyLabels, Metrics};
+use super::super::metrics::Metrics;
 use super::body::{ObservedBody, ResponseRecorder};
 use super::classify;
+use super::handles::{Authority, ConnMetrics};
 use super::headers::{restore_upgrade, strip_hop_by_hop, upgrade_protocol};
 use super::upgrade::{self, UpgradeKind};
 use super::upstream::{Upstream, UpstreamError};
@@ -30,7 +31,7 @@ pub const PROXY_ERROR_HEADER: &str = "weft-proxy-error";
 pub struct ProxyService {
     ctx: ConnContext,
     upstream: Upstream,
-    metrics: Arc<Metrics>,
+    metrics: ConnMetrics,
     drain: Drain,
 }
 
@@ -40,7 +41,7 @@ impl ProxyService {
         Self {
             ctx,
             upstream,
-            metrics,
+            metrics: ConnMetrics::new(metrics),
             drain,
         }
     }
@@ -48,9 +49,8 @@ impl ProxyService {
     /// Proxies one request; never fails (errors become responses).
     pub async fn call(&self, mut req: Request<Incoming>) -> Response<ProxyBody> {
         let start = Instant::now();
-        let authority = request_authority(&req);
-        let labels = self.metrics.request_labels(&self.ctx, authority.as_deref());
-        self.metrics.request(&labels);
+        let series = self.metrics.for_request(&self.ctx, Authority::of(&req));
+        series.request();
 
         let upgrade = upgrade_kind(&req);
         let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
@@ -70,26 +70,14 @@ impl ProxyService {
                     StatusCode::BAD_GATEWAY
                 };
                 tracing::info!(target = %self.ctx.target, %error, "upstream failed");
-                self.metrics.latency(
-                    &LatencyLabels {
-                        request: labels.clone(),
-                        status_code: status.as_u16(),
-                    },
-                    millis,
-                );
-                ResponseRecorder::new(self.metrics.clone(), labels, status, None).finish(false);
+                series.latency(status, millis);
+                ResponseRecorder::new(series, status, None).finish(false);
                 return error_response(status, &error);
             }
         };
 
         let status = response.status();
-        self.metrics.latency(
-            &LatencyLabels {
-                request: labels.clone(),
-                status_code: status.as_u16(),
-            },
-            millis,
-        );
+        series.latency(status, millis);
         let switched = upgrade.as_ref().filter(|kind| kind.accepted_by(status));
         let server_protocol = upgrade_protocol(response.headers());
         strip_hop_by_hop(response.headers_mut());
@@ -102,18 +90,9 @@ impl ProxyService {
             upgrade::splice(&self.drain, client_upgrade, server_upgrade);
         }
         let grpc_status = classify::grpc_status(response.headers());
-        let recorder = ResponseRecorder::new(self.metrics.clone(), labels, status, grpc_status);
+        let recorder = ResponseRecorder::new(series, status, grpc_status);
         response.map(|body| Either::Left(ObservedBody::new(body, recorder)))
     }
-}
-
-/// The request's authority: the URI's (HTTP/2, absolute-form) or `Host`.
-fn request_authority<B>(req: &Request<B>) -> Option<String> {
-    if let Some(authority) = req.uri().authority() {
-        return Some(authority.as_str().to_owned());
-    }
-    let host = req.headers().get(header::HOST)?.to_str().ok()?;
-    Some(host.to_ascii_lowercase())
 }
 
 /// Upgrades exist only in HTTP/1 (RFC 9110 §7.8); HTTP/2 forwards as is.
@@ -150,17 +129,6 @@ fn error_response(status: StatusCode, error: &UpstreamError) -> Response<ProxyBo
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn authority_from_uri_or_host() -> Result<(), http::Error> {
-        let h2 = Request::get("http://web.ns.svc:8080/x").body(())?;
-        assert_eq!(request_authority(&h2).as_deref(), Some("web.ns.svc:8080"));
-        let h1 = Request::get("/x").header("host", "Web:80").body(())?;
-        assert_eq!(request_authority(&h1).as_deref(), Some("web:80"));
-        let none = Request::get("/x").body(())?;
-        assert_eq!(request_authority(&none), None);
-        Ok(())
-    }
 
     #[test]
     fn upgrades_only_in_http1() -> Result<(), http::Error> {

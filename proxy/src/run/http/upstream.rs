@@ -7,18 +7,15 @@
 //! (keep-alive ended), the next request opens another.
 
 use std::io;
-use std::net::SocketAddr;
-use std::time::Duration;
 
 use bytes::Bytes;
 use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::net::TcpStream;
 use tokio::sync::Mutex;
 
-use super::super::connect::{self, Dial};
+use super::super::connect::{Connector, Dial, UpstreamIo};
 use super::super::io::PrefixedIo;
 
 /// Why a request could not be forwarded.
@@ -51,7 +48,7 @@ pub enum Version {
     Http2,
 }
 
-type Io = TokioIo<PrefixedIo<TcpStream>>;
+type Io = TokioIo<PrefixedIo<UpstreamIo>>;
 
 enum State {
     /// Detection's connection (and anything the server already sent on it).
@@ -66,25 +63,18 @@ enum State {
 
 /// One client connection's upstream.
 pub struct Upstream {
-    target: SocketAddr,
+    connector: Connector,
     version: Version,
-    connect_timeout: Duration,
     state: Mutex<State>,
 }
 
 impl Upstream {
-    /// An upstream that starts from detection's `dial`.
-    pub fn new(
-        target: SocketAddr,
-        version: Version,
-        connect_timeout: Duration,
-        dial: Dial,
-        server_prefix: Bytes,
-    ) -> Self {
+    /// An upstream that starts from detection's `dial`; later connections
+    /// (plaintext or mesh TLS alike) come from `connector`.
+    pub fn new(connector: Connector, version: Version, dial: Dial, server_prefix: Bytes) -> Self {
         Self {
-            target,
+            connector,
             version,
-            connect_timeout,
             state: Mutex::new(State::Fresh(dial, server_prefix)),
         }
     }
@@ -102,15 +92,27 @@ impl Upstream {
                 Version::Http1 => {
                     // The client connection sends one request at a time, so
                     // holding the lock until the request is queued costs nothing.
-                    let mut state = self.state.lock().await;
-                    let mut sender = self.h1_sender(&mut state).await?;
+                    let mut state = match self.state.try_lock() {
+                        Ok(state) => state,
+                        Err(_) => self.state.lock().await,
+                    };
+                    let mut sender = match std::mem::replace(&mut *state, State::Closed) {
+                        // Every request but the first, usually: no await.
+                        State::H1(sender) if sender.is_ready() => sender,
+                        // Connecting is rare and its future large: boxed, so
+                        // that every request's future stays small.
+                        other => Box::pin(self.h1_sender(other)).await?,
+                    };
                     let sending = sender.try_send_request(req);
                     *state = State::H1(sender);
                     drop(state);
                     sending.await
                 }
                 Version::Http2 => {
-                    let mut sender = self.h2_sender().await?;
+                    let mut sender = match self.live_h2() {
+                        Some(sender) => sender,
+                        None => Box::pin(self.h2_sender()).await?,
+                    };
                     // Waits for the server's stream limit without the lock,
                     // so other streams proceed meanwhile.
                     if let Err(e) = sender.ready().await {
@@ -136,17 +138,24 @@ impl Upstream {
         }
     }
 
-    async fn h1_sender(
-        &self,
-        state: &mut State,
-    ) -> Result<http1::SendRequest<Incoming>, UpstreamError> {
-        match std::mem::replace(state, State::Closed) {
+    /// An HTTP/1 sender from what `state` held: waits for a busy one,
+    /// reconnects when it is closed or there was none.
+    async fn h1_sender(&self, state: State) -> Result<http1::SendRequest<Incoming>, UpstreamError> {
+        match state {
             State::H1(mut sender) => match sender.ready().await {
                 Ok(()) => Ok(sender),
                 Err(_) => self.handshake_h1(self.dial(), Bytes::new()).await,
             },
             State::Fresh(dial, prefix) => self.handshake_h1(dial, prefix).await,
             State::H2(_) | State::Closed => self.handshake_h1(self.dial(), Bytes::new()).await,
+        }
+    }
+
+    /// The live HTTP/2 sender, if there is one and nobody is connecting.
+    fn live_h2(&self) -> Option<http2::SendRequest<Incoming>> {
+        match &*self.state.try_lock().ok()? {
+            State::H2(sender) if !sender.is_closed() => Some(sender.clone()),
+            _ => None,
         }
     }
 
@@ -164,10 +173,7 @@ impl Upstream {
     }
 
     fn dial(&self) -> Dial {
-        Dial::Connecting(Box::pin(connect::connect(
-            self.target,
-            self.connect_timeout,
-        )))
+        self.connector.dial()
     }
 
     async fn handshake_h1(
