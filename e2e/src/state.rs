@@ -280,7 +280,13 @@ mod tests {
             url: String::new(),
             ports: Vec::new(),
         };
-        assert!(previous.running());
+        // Right after spawn the child may not have exec'd yet (its name is
+        // still the test binary's): wait for the exec, within a bound.
+        let deadline = std::time::SystemTime::now() + Duration::from_secs(10);
+        while !previous.running() && std::time::SystemTime::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(previous.running(), "the fake injector never started");
         let mut state = ClusterState {
             dir: dir.path().to_path_buf(),
             server: String::new(),
