@@ -91,6 +91,17 @@ fn teardown_kills_processes_and_removes_namespaces() -> Result<(), RigError> {
     // A process left running on purpose: the rig must still remove it.
     let pid = sleeper.pid();
     assert!(sleeper.try_status()?.is_none());
+    // Until `ip netns exec` and `setpriv` have exec'd `sleep`, the process
+    // may not be in the namespace yet, and no teardown could see it there.
+    let comm = format!("/proc/{pid}/comm");
+    let deadline = std::time::SystemTime::now() + Duration::from_secs(10);
+    while std::fs::read_to_string(&comm)
+        .map(|c| c.trim() != "sleep")
+        .unwrap_or(true)
+        && std::time::SystemTime::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(5));
+    }
     std::mem::forget(pod);
     drop(rig);
 
