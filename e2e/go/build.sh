@@ -7,6 +7,9 @@
 # version, so a version bump (or a new Go, or new build flags) rebuilds, and anything else is a no-op that costs
 # a few milliseconds. A lock serialises concurrent callers (parallel tests).
 #
+# `build.sh --check` only answers: exit 0 when the binaries are up to date, 1
+# when a build is needed.
+#
 # Environment: WEFT_E2E_BIN_DIR overrides the output folder; GOPROXY and the
 # rest of the Go environment are left as the machine configures them.
 set -euo pipefail
@@ -33,6 +36,7 @@ for b in "${bins[@]}"; do [ -x "$bin_dir/$b" ] || up_to_date=0; done
 if [ "$up_to_date" = 1 ] && [ "$(cat "$bin_dir/stamp" 2>/dev/null)" = "$want" ]; then
   exit 0
 fi
+[ "${1:-}" = "--check" ] && exit 1
 
 echo "e2e: building etcd and Kubernetes binaries into $bin_dir (cold: many minutes)" >&2
 rm -f "$bin_dir/stamp"
