@@ -7,7 +7,7 @@ build:
 	$(CARGO) build --workspace --release
 
 test:
-	$(CARGO) test --workspace
+	$(CARGO) test --workspace --no-fail-fast
 
 lint:
 	$(CARGO) fmt --all -- --check

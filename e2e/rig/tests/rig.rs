@@ -145,15 +145,29 @@ fn namespaces_of_a_killed_test_process_are_swept() -> Result<(), RigError> {
     let pid = gone.id();
     gone.wait().map_err(|e| spawn_err("wait", e))?;
     let stale = format!("{}{pid}-0.bridge", weft_testrig::PREFIX);
-    let out = std::process::Command::new("ip")
-        .args(["netns", "add", &stale])
-        .output()
-        .map_err(|e| spawn_err("ip netns add", e))?;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    // Other tests of this binary build rigs in parallel, and their sweep can
+    // remove the namespace while `ip netns add` is between creating its
+    // file and mounting it (seen once in CI): then the add fails, and is
+    // tried again. Whoever sweeps it, it must be gone after `Rig::new`.
+    let mut attempts = 0;
+    loop {
+        let out = std::process::Command::new("ip")
+            .args(["netns", "add", &stale])
+            .output()
+            .map_err(|e| spawn_err("ip netns add", e))?;
+        attempts += 1;
+        if out.status.success() {
+            break;
+        }
+        assert!(
+            attempts < 5,
+            "ip netns add {stale}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &stale])
+            .output();
+    }
 
     let _rig = Rig::new()?;
     assert!(!netns_exists(&stale), "{stale} was not swept");

@@ -12,6 +12,7 @@
 
 pub mod app;
 pub mod capture;
+pub mod injected;
 pub mod metrics;
 pub mod pods;
 pub mod tls;

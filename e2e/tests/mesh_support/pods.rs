@@ -1,6 +1,7 @@
 //! The rig's side of the mesh suite: the pod that stands for weft-control's
 //! Services, and meshed pods running the real `weft-proxy init` and
-//! `weft-proxy run` (as UID 2102) with the environment the injector writes.
+//! `weft-proxy run` (as UID 2102) with the arguments and environment the
+//! injector writes ([`super::injected`]).
 //!
 //! weft-control runs on the host's loopback, next to the API server it
 //! needs; the rig's pods have no route to the host. A "control" pod stands
@@ -22,8 +23,9 @@ use weft_e2e::Control;
 use weft_testrig::{HostForward, Pod, PodProcess};
 
 use super::app::{App, connect_from};
+use super::injected::{PodFacts, injected};
 use super::metrics::metric;
-use super::{APP_PORT, DESTINATION_NAME, IDENTITY_NAME, NAMESPACE, TRUST_DOMAIN, TestResult};
+use super::{APP_PORT, DESTINATION_NAME, IDENTITY_NAME, TestResult};
 
 /// The proxy's user, as the injector's `runAsUser`.
 pub const PROXY_UID: u32 = 2102;
@@ -106,9 +108,25 @@ impl<'rig> Meshed<'rig> {
             (IpAddr::V4(door.ip()), IDENTITY_NAME),
             (IpAddr::V4(door.ip()), DESTINATION_NAME),
         ])?;
+        // The token volume is readable by the proxy's user; the key the
+        // proxy makes never touches this folder.
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("weft-e2e-{}-", pod.name()))
+            .tempdir()?;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))?;
+        let token_file = dir.path().join("token");
+        std::fs::write(&token_file, who.token)?;
+        std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o644))?;
+        let facts = PodFacts {
+            name: who.pod_name,
+            service_account: who.service_account,
+            ip: pod.ip(),
+        };
+        let injected = injected(&facts, anchors_pem, &token_file)?;
+
         let init = pod
             .command(&proxy_bin.to_string_lossy())
-            .arg("init")
+            .args(&injected.init_args)
             .output()?;
         if !init.status.success() {
             return Err(format!(
@@ -120,23 +138,13 @@ impl<'rig> Meshed<'rig> {
             .into());
         }
         let app = App::start(&pod, APP_PORT)?;
-
-        // The token volume is readable by the proxy's user; the key the
-        // proxy makes never touches this folder.
-        let dir = tempfile::Builder::new()
-            .prefix(&format!("weft-e2e-{}-", pod.name()))
-            .tempdir()?;
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))?;
-        let token_file = dir.path().join("token");
-        std::fs::write(&token_file, who.token)?;
-        std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o644))?;
         let log = dir.path().join("weft-proxy.log");
         let out = std::fs::File::create(&log)?;
 
         let mut cmd = pod.command_as(PROXY_UID, &proxy_bin.to_string_lossy());
         cmd.arg("run")
             .env_clear()
-            .envs(proxy_env(&pod, anchors_pem, who, &token_file))
+            .envs(injected.env)
             .stdin(Stdio::null())
             .stdout(out.try_clone()?)
             .stderr(out);
@@ -241,53 +249,6 @@ impl Drop for Meshed<'_> {
             );
         }
     }
-}
-
-/// The environment the injector writes for the proxy, with the downward
-/// API's values filled in as the kubelet would.
-fn proxy_env(
-    pod: &Pod<'_>,
-    anchors_pem: &str,
-    who: &Identity<'_>,
-    token_file: &Path,
-) -> Vec<(String, String)> {
-    [
-        ("WEFT_PROXY_LOG", "info".to_owned()),
-        ("WEFT_PROXY_INBOUND_LISTEN_ADDR", "0.0.0.0:4143".to_owned()),
-        (
-            "WEFT_PROXY_OUTBOUND_LISTEN_ADDR",
-            "127.0.0.1:4140".to_owned(),
-        ),
-        ("WEFT_PROXY_ADMIN_LISTEN_ADDR", "0.0.0.0:4191".to_owned()),
-        ("WEFT_PROXY_TAP_LISTEN_ADDR", "0.0.0.0:4190".to_owned()),
-        ("WEFT_PROXY_SHUTDOWN_GRACE_PERIOD", "2s".to_owned()),
-        ("WEFT_PROXY_POD_NAME", who.pod_name.to_owned()),
-        ("WEFT_PROXY_POD_NAMESPACE", NAMESPACE.to_owned()),
-        ("WEFT_PROXY_POD_IP", pod.ip().to_string()),
-        ("WEFT_PROXY_SERVICE_ACCOUNT", who.service_account.to_owned()),
-        ("WEFT_PROXY_NODE_NAME", "rig".to_owned()),
-        ("WEFT_PROXY_IDENTITY_TRUST_DOMAIN", TRUST_DOMAIN.to_owned()),
-        (
-            "WEFT_PROXY_IDENTITY_TOKEN_FILE",
-            token_file.display().to_string(),
-        ),
-        (
-            "WEFT_PROXY_IDENTITY_ADDR",
-            format!("{IDENTITY_NAME}:{IDENTITY_PORT}"),
-        ),
-        (
-            "WEFT_PROXY_DESTINATION_ADDR",
-            format!("{DESTINATION_NAME}:{DESTINATION_PORT}"),
-        ),
-        (
-            "WEFT_PROXY_TAP_CLIENT_ID",
-            format!("spiffe://{TRUST_DOMAIN}/ns/weft/sa/weft-tap"),
-        ),
-        ("WEFT_PROXY_TRUST_ANCHORS", anchors_pem.to_owned()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect()
 }
 
 /// Whether a TCP connection from `pod` to `to` is refused (or times out).
