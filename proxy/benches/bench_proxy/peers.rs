@@ -1,82 +1,77 @@
-//! The paths under test, each started fresh on loopback: direct, one weft
-//! proxy, two weft proxies (outbound then inbound, as between two meshed
-//! pods), HAProxy and Envoy as one-hop reverse proxies.
+//! Starting the proxies of a path, fresh for every run, at a [`Place`]: on
+//! the host's loopback (weft with a fixed target), or in a rig pod (weft as
+//! the injector runs it, behind the iptables redirect). HAProxy and Envoy
+//! are one-hop reverse proxies in both.
 
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path as FsPath, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use weft_testrig::{Pod, PodProcess};
+
 use super::load::Proto;
+use super::paths::{Path, Variant};
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
-/// Another `weft-proxy` build (or the same one with other settings) run as
-/// one hop beside the others, for before/after comparisons in one run.
-#[derive(Clone, Debug)]
-pub struct Variant {
-    pub label: String,
-    pub bin: PathBuf,
-    pub env: Vec<(String, String)>,
+/// The proxy's UID, as the injector sets it (its own traffic is not
+/// redirected).
+const PROXY_UID: u32 = 2102;
+
+/// Where processes run: the host, or a pod of the rig.
+#[derive(Clone, Copy)]
+pub enum Place<'a, 'rig> {
+    Host,
+    Pod(&'a Pod<'rig>),
 }
 
-impl Variant {
-    /// Parses `LABEL=BIN` or `LABEL=BIN@K=V,K=V` (extra environment); an
-    /// empty BIN means the benchmark's own `weft-proxy`.
-    pub fn parse(text: &str) -> Result<Self, Error> {
-        let (label, rest) = text
-            .split_once('=')
-            .ok_or("--variant LABEL=BIN[@K=V,...]")?;
-        let (bin, env) = rest.split_once('@').unwrap_or((rest, ""));
-        let env = env
-            .split(',')
-            .filter(|kv| !kv.is_empty())
-            .map(|kv| {
-                kv.split_once('=')
-                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                    .ok_or_else(|| format!("variant env {kv:?} is not K=V"))
-            })
-            .collect::<Result<_, _>>()?;
-        Ok(Self {
-            label: label.to_owned(),
-            bin: PathBuf::from(bin),
-            env,
+impl Place<'_, '_> {
+    fn command(self, program: &FsPath) -> Result<Command, Error> {
+        Ok(match self {
+            Self::Host => Command::new(program),
+            Self::Pod(pod) => pod.command(program.to_str().ok_or("non-UTF-8 path")?),
+        })
+    }
+
+    /// `program` as the proxy user in a pod (on the host: as is).
+    fn command_as_proxy(self, program: &FsPath) -> Result<Command, Error> {
+        Ok(match self {
+            Self::Host => Command::new(program),
+            Self::Pod(pod) => pod.command_as(PROXY_UID, program.to_str().ok_or("non-UTF-8 path")?),
+        })
+    }
+
+    fn spawn(self, mut cmd: Command) -> Result<Proc, Error> {
+        cmd.stdin(Stdio::null()).stdout(Stdio::null());
+        Ok(match self {
+            Self::Host => Proc::Host(cmd.spawn()?),
+            Self::Pod(pod) => Proc::Pod(pod.spawn(cmd)?),
         })
     }
 }
 
-/// A path from the load generator to the server.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Path {
-    Direct,
-    Weft1,
-    Weft2,
-    Haproxy,
-    Envoy,
-    /// One hop through the variant with this index.
-    Variant(usize),
+/// A proxy process, killed on drop.
+pub enum Proc {
+    Host(Child),
+    Pod(PodProcess),
 }
 
-impl Path {
-    pub fn name(self, variants: &[Variant]) -> String {
+impl Proc {
+    pub fn pid(&self) -> u32 {
         match self {
-            Self::Direct => "direct".to_owned(),
-            Self::Weft1 => "weft x1".to_owned(),
-            Self::Weft2 => "weft x2".to_owned(),
-            Self::Haproxy => "haproxy".to_owned(),
-            Self::Envoy => "envoy".to_owned(),
-            Self::Variant(i) => variants
-                .get(i)
-                .map_or_else(|| format!("variant {i}"), |v| v.label.clone()),
+            Self::Host(child) => child.id(),
+            Self::Pod(process) => process.pid(),
         }
     }
+}
 
-    /// Proxy processes on the path (the CPU and memory figures divide by it).
-    pub fn hops(self) -> usize {
-        match self {
-            Self::Direct => 0,
-            Self::Weft2 => 2,
-            Self::Weft1 | Self::Haproxy | Self::Envoy | Self::Variant(_) => 1,
+impl Drop for Proc {
+    fn drop(&mut self) {
+        // A pod process kills itself on drop.
+        if let Self::Host(child) = self {
+            let _ = child.kill();
+            let _ = child.wait();
         }
     }
 }
@@ -84,33 +79,28 @@ impl Path {
 /// A started path: where to send load, and its proxy processes.
 pub struct Running {
     pub addr: SocketAddr,
-    children: Vec<Child>,
-    _dir: Option<TempDir>,
+    pub procs: Vec<Proc>,
+    pub _dir: Option<TempDir>,
 }
 
 impl Running {
     pub fn pids(&self) -> Vec<u32> {
-        self.children.iter().map(Child::id).collect()
+        self.procs.iter().map(Proc::pid).collect()
     }
 }
 
-impl Drop for Running {
-    fn drop(&mut self) {
-        for child in &mut self.children {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-/// A scratch directory for peer configs, removed on drop.
-struct TempDir(PathBuf);
+/// A scratch directory (peer configs, the weft snapshot), removed on drop.
+pub struct TempDir(PathBuf);
 
 impl TempDir {
-    fn new(tag: &str) -> std::io::Result<Self> {
+    pub fn new(tag: &str) -> std::io::Result<Self> {
         let dir = std::env::temp_dir().join(format!("weft-bench-{}-{tag}", std::process::id()));
         std::fs::create_dir_all(&dir)?;
         Ok(Self(dir))
+    }
+
+    pub fn path(&self) -> &FsPath {
+        &self.0
     }
 }
 
@@ -134,101 +124,116 @@ pub fn available(tool: &str) -> bool {
         .is_ok_and(|s| s.success())
 }
 
-/// A copy of the `weft-proxy` this benchmark was built with, removed on drop.
-pub struct Snapshot {
-    dir: TempDir,
-}
+/// Extra environment of a `weft-proxy` run.
+pub type Env = [(String, String)];
 
-impl Snapshot {
-    /// Copies the binary.
-    pub fn take() -> Result<Self, Error> {
-        let dir = TempDir::new("weft")?;
-        std::fs::copy(env!("CARGO_BIN_EXE_weft-proxy"), dir.0.join("weft-proxy"))?;
-        Ok(Self { dir })
-    }
-
-    /// Where the copy is.
-    pub fn path(&self) -> PathBuf {
-        self.dir.0.join("weft-proxy")
-    }
-}
-
-/// Starts `path` in front of `server`; the weft paths run `weft`.
-pub fn start(
+/// The `weft-proxy` (and its extra environment) of a weft path.
+pub fn weft_bin<'a>(
     path: Path,
-    server: SocketAddr,
-    proto: Proto,
-    weft_bin: &FsPath,
-    variants: &[Variant],
-) -> Result<Running, Error> {
+    weft: &'a FsPath,
+    variants: &'a [Variant],
+) -> Result<(&'a FsPath, &'a Env), Error> {
     match path {
-        Path::Direct => Ok(Running {
-            addr: server,
-            children: Vec::new(),
-            _dir: None,
-        }),
-        Path::Weft1 => {
-            let (addr, child) = weft(server, weft_bin, &[])?;
-            Ok(Running {
-                addr,
-                children: vec![child],
-                _dir: None,
-            })
-        }
-        Path::Weft2 => {
-            let (inbound, second) = weft(server, weft_bin, &[])?;
-            let (outbound, first) = weft(inbound, weft_bin, &[])?;
-            Ok(Running {
-                addr: outbound,
-                children: vec![first, second],
-                _dir: None,
-            })
-        }
-        Path::Haproxy => haproxy(server, proto),
-        Path::Envoy => envoy(server, proto),
         Path::Variant(i) => {
             let variant = variants.get(i).ok_or("no such variant")?;
             let bin = if variant.bin.as_os_str().is_empty() {
-                weft_bin
+                weft
             } else {
                 &variant.bin
             };
-            let (addr, child) = weft(server, bin, &variant.env)?;
-            Ok(Running {
-                addr,
-                children: vec![child],
-                _dir: None,
-            })
+            Ok((bin, &variant.env))
         }
+        _ => Ok((weft, &[])),
     }
 }
 
-/// `weft-proxy run` (the binary `bin`, with `extra` environment) forwarding
-/// both directions to `target`; returns its outbound listener (the inbound
-/// one has the same data path).
-fn weft(
-    target: SocketAddr,
+/// Starts `path` on the host's loopback in front of `server`.
+pub fn start_loopback(
+    path: Path,
+    server: SocketAddr,
+    proto: Proto,
+    weft: &FsPath,
+    variants: &[Variant],
+) -> Result<Running, Error> {
+    let place = Place::Host;
+    let one = |(addr, proc): (SocketAddr, Proc)| Running {
+        addr,
+        procs: vec![proc],
+        _dir: None,
+    };
+    match path {
+        Path::Direct => Ok(Running {
+            addr: server,
+            procs: Vec::new(),
+            _dir: None,
+        }),
+        Path::Weft1 | Path::Variant(_) => {
+            let (bin, env) = weft_bin(path, weft, variants)?;
+            Ok(one(weft_fixed(place, bin, env, server)?))
+        }
+        Path::Weft2 => {
+            let (inbound, second) = weft_fixed(place, weft, &[], server)?;
+            let (outbound, first) = weft_fixed(place, weft, &[], inbound)?;
+            Ok(Running {
+                addr: outbound,
+                procs: vec![first, second],
+                _dir: None,
+            })
+        }
+        Path::Haproxy => haproxy(place, server, proto),
+        Path::Envoy => envoy(place, server, proto),
+    }
+}
+
+fn weft_command(
+    place: Place<'_, '_>,
     bin: &FsPath,
     extra: &[(String, String)],
-) -> Result<(SocketAddr, Child), Error> {
-    let outbound = free_port()?;
-    let child = Command::new(bin)
-        .arg("run")
+) -> Result<Command, Error> {
+    let mut cmd = place.command_as_proxy(bin)?;
+    cmd.arg("run")
         .env_clear()
         .env("WEFT_PROXY_LOG", "error")
-        .env("WEFT_PROXY_INBOUND_LISTEN_ADDR", free_port()?.to_string())
+        .envs(extra.iter().map(|(k, v)| (k, v)));
+    Ok(cmd)
+}
+
+/// `weft-proxy run` forwarding both directions to `target` (no iptables);
+/// returns its outbound listener (the inbound one has the same data path).
+fn weft_fixed(
+    place: Place<'_, '_>,
+    bin: &FsPath,
+    extra: &[(String, String)],
+    target: SocketAddr,
+) -> Result<(SocketAddr, Proc), Error> {
+    let outbound = free_port()?;
+    let mut cmd = weft_command(place, bin, extra)?;
+    cmd.env("WEFT_PROXY_INBOUND_LISTEN_ADDR", free_port()?.to_string())
         .env("WEFT_PROXY_OUTBOUND_LISTEN_ADDR", outbound.to_string())
         .env("WEFT_PROXY_ADMIN_LISTEN_ADDR", free_port()?.to_string())
         .env("WEFT_PROXY_INBOUND_FIXED_TARGET", target.to_string())
-        .env("WEFT_PROXY_OUTBOUND_FIXED_TARGET", target.to_string())
-        .envs(extra.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .spawn()?;
-    Ok((outbound, child))
+        .env("WEFT_PROXY_OUTBOUND_FIXED_TARGET", target.to_string());
+    Ok((outbound, place.spawn(cmd)?))
 }
 
-fn haproxy(server: SocketAddr, proto: Proto) -> Result<Running, Error> {
+/// `weft-proxy run` in a pod whose `weft-proxy init` redirect sends it the
+/// traffic, on the ports and with the environment the injector writes.
+pub fn weft_redirected(
+    place: Place<'_, '_>,
+    bin: &FsPath,
+    extra: &[(String, String)],
+    pod_ip: Ipv4Addr,
+) -> Result<Proc, Error> {
+    let mut cmd = weft_command(place, bin, extra)?;
+    cmd.env("WEFT_PROXY_INBOUND_LISTEN_ADDR", "0.0.0.0:4143")
+        .env("WEFT_PROXY_OUTBOUND_LISTEN_ADDR", "127.0.0.1:4140")
+        .env("WEFT_PROXY_ADMIN_LISTEN_ADDR", "0.0.0.0:4191")
+        .env("WEFT_PROXY_POD_IP", pod_ip.to_string());
+    place.spawn(cmd)
+}
+
+/// HAProxy (`nbthread 2`) on 127.0.0.1 of `place`, in front of `server`.
+pub fn haproxy(place: Place<'_, '_>, server: SocketAddr, proto: Proto) -> Result<Running, Error> {
     let dir = TempDir::new("haproxy")?;
     let addr = free_port()?;
     let h2 = if proto == Proto::H2 { " proto h2" } else { "" };
@@ -238,23 +243,19 @@ fn haproxy(server: SocketAddr, proto: Proto) -> Result<Running, Error> {
          frontend bench\n  bind {addr}{h2}\n  default_backend upstream\n\
          backend upstream\n  server app {server}{h2}\n"
     );
-    let path = dir.0.join("haproxy.cfg");
+    let path = dir.path().join("haproxy.cfg");
     std::fs::write(&path, config)?;
-    let child = Command::new("haproxy")
-        .arg("-db")
-        .arg("-f")
-        .arg(&path)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .spawn()?;
+    let mut cmd = place.command(FsPath::new("haproxy"))?;
+    cmd.arg("-db").arg("-f").arg(&path);
     Ok(Running {
         addr,
-        children: vec![child],
+        procs: vec![place.spawn(cmd)?],
         _dir: Some(dir),
     })
 }
 
-fn envoy(server: SocketAddr, proto: Proto) -> Result<Running, Error> {
+/// Envoy (`--concurrency 2`) on 127.0.0.1 of `place`, in front of `server`.
+pub fn envoy(place: Place<'_, '_>, server: SocketAddr, proto: Proto) -> Result<Running, Error> {
     let dir = TempDir::new("envoy")?;
     let addr = free_port()?;
     let upstream_h2 = if proto == Proto::H2 {
@@ -298,28 +299,24 @@ fn envoy(server: SocketAddr, proto: Proto) -> Result<Running, Error> {
          \x20     cluster_name: upstream\n\
          \x20     endpoints:\n\
          \x20     - lb_endpoints:\n\
-         \x20       - endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {sport}}}}}}}\n",
+         \x20       - endpoint: {{address: {{socket_address: {{address: {sip}, port_value: {sport}}}}}}}\n",
         port = addr.port(),
+        sip = server.ip(),
         sport = server.port(),
     );
-    let path = dir.0.join("envoy.yaml");
+    let path = dir.path().join("envoy.yaml");
     std::fs::write(&path, config)?;
-    let child = Command::new("envoy")
-        .arg("-c")
-        .arg(&path)
-        .args([
-            "--concurrency",
-            "2",
-            "--log-level",
-            "error",
-            "--disable-hot-restart",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .spawn()?;
+    let mut cmd = place.command(FsPath::new("envoy"))?;
+    cmd.arg("-c").arg(&path).args([
+        "--concurrency",
+        "2",
+        "--log-level",
+        "error",
+        "--disable-hot-restart",
+    ]);
     Ok(Running {
         addr,
-        children: vec![child],
+        procs: vec![place.spawn(cmd)?],
         _dir: Some(dir),
     })
 }

@@ -14,9 +14,11 @@ use hyper_util::server::conn::auto;
 
 pub const BODY_SIZE: usize = 1024;
 
-/// Starts the server on its own thread and runtime; returns its address.
-pub fn start() -> std::io::Result<SocketAddr> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+/// Starts the server on `bind`, on a thread and runtime of its own (made
+/// from the calling thread, so in its network namespace); returns the
+/// address it listens on.
+pub fn start(bind: SocketAddr) -> std::io::Result<SocketAddr> {
+    let listener = std::net::TcpListener::bind(bind)?;
     listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
     let runtime = tokio::runtime::Builder::new_current_thread()

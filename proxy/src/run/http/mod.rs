@@ -11,6 +11,7 @@
 
 pub mod body;
 pub mod classify;
+pub mod coalesce;
 pub mod handles;
 pub mod headers;
 pub mod service;

@@ -79,7 +79,7 @@ impl ProxyService {
         let status = response.status();
         series.latency(status, millis);
         let switched = upgrade.as_ref().filter(|kind| kind.accepted_by(status));
-        let server_protocol = upgrade_protocol(response.headers());
+        let server_protocol = switched.and_then(|_| upgrade_protocol(response.headers()));
         strip_hop_by_hop(response.headers_mut());
         if let (Some(kind), Some(client_upgrade)) = (switched, client_upgrade) {
             if let UpgradeKind::Protocol(asked) = kind {

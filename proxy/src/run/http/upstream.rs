@@ -17,6 +17,7 @@ use tokio::sync::Mutex;
 
 use super::super::connect::{Connector, Dial, UpstreamIo};
 use super::super::io::PrefixedIo;
+use super::coalesce::Coalesce;
 
 /// Why a request could not be forwarded.
 #[derive(Debug, thiserror::Error)]
@@ -201,7 +202,9 @@ impl Upstream {
         dial: Dial,
         prefix: Bytes,
     ) -> Result<http2::SendRequest<Incoming>, UpstreamError> {
-        let io = open(dial, prefix).await?;
+        let stream = dial.finish().await.map_err(UpstreamError::Connect)?;
+        // A request's HEADERS and its DATA leave in one write (see `coalesce`).
+        let io = TokioIo::new(Coalesce::new(PrefixedIo::new(prefix, stream)));
         let (sender, conn) = http2::Builder::new(TokioExecutor::new())
             .handshake(io)
             .await
