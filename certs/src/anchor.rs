@@ -11,7 +11,7 @@ use rcgen::{
 };
 
 use crate::ca::check_common_name;
-use crate::signer::{Signer, random_serial};
+use crate::signer::{Signer, random_serial, self_signed_ca};
 use crate::{CertifiedKeyPem, Error, validity};
 
 /// The common name `weft certs anchor` gives a new trust anchor.
@@ -39,22 +39,13 @@ impl TrustAnchor {
     /// few minutes ago for `validity`. Path length 1: it signs issuers, and
     /// issuers sign only leaves.
     pub fn generate(common_name: &str, validity: Duration) -> Result<TrustAnchor, Error> {
-        check_common_name(common_name)?;
-        let (not_before, not_after) = validity::window(SystemTime::now(), validity)?;
-        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
-
-        let mut params = CertificateParams::default();
-        params.distinguished_name = DistinguishedName::new();
-        params
-            .distinguished_name
-            .push(DnType::CommonName, common_name);
-        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(1));
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        params.serial_number = Some(random_serial()?);
-        params.not_before = not_before.into();
-        params.not_after = not_after.into();
-        let cert = params.self_signed(&key)?;
-        TrustAnchor::from_pem(&cert.pem(), &key.serialize_pem())
+        let signer = self_signed_ca(
+            common_name,
+            validity,
+            1,
+            vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign],
+        )?;
+        Ok(TrustAnchor { signer })
     }
 
     /// Loads a trust anchor (`ca.crt`, `ca.key`): a CA certificate whose

@@ -7,11 +7,11 @@ use std::net::IpAddr;
 use std::time::{Duration, SystemTime};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256, SanType,
+    CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+    KeyUsagePurpose, PKCS_ECDSA_P256_SHA256, SanType,
 };
 
-use crate::signer::Signer;
+use crate::signer::{Signer, self_signed_ca};
 use crate::{Error, validity};
 
 /// A certificate and its private key, both PEM.
@@ -52,28 +52,18 @@ impl Ca {
     /// A new self-signed CA named `common_name`, valid from a few minutes ago
     /// (clock skew) for `validity`, that may sign leaves but no other CA.
     pub fn generate(common_name: &str, validity: Duration) -> Result<Ca, Error> {
-        check_common_name(common_name)?;
-        let (not_before, not_after) = validity::window(SystemTime::now(), validity)?;
-        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
-
-        let mut params = CertificateParams::default();
-        params.distinguished_name = DistinguishedName::new();
-        params
-            .distinguished_name
-            .push(DnType::CommonName, common_name);
         // Path length 0: this CA signs serving certificates, never another CA.
-        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        params.not_before = not_before.into();
-        params.not_after = not_after.into();
-        let cert = params.self_signed(&key)?;
-
-        // One path for generated and loaded CAs, so both behave the same.
-        Ca::from_pem(&cert.pem(), &key.serialize_pem())
+        let signer = self_signed_ca(
+            common_name,
+            validity,
+            0,
+            vec![
+                KeyUsagePurpose::KeyCertSign,
+                KeyUsagePurpose::CrlSign,
+                KeyUsagePurpose::DigitalSignature,
+            ],
+        )?;
+        Ok(Ca { signer })
     }
 
     /// Load an existing CA (`weft install --ca-cert-file --ca-key-file`).

@@ -1,9 +1,12 @@
 //! A CA certificate with its private key, loaded and checked once: the part
 //! the webhook CA, the mesh trust anchor and the mesh issuer share.
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
-use rcgen::{CertificateParams, Issuer, KeyPair, PKCS_ECDSA_P256_SHA256, SerialNumber};
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, PKCS_ECDSA_P256_SHA256, SerialNumber,
+};
 
 use crate::{Error, pem, validity};
 
@@ -101,6 +104,34 @@ impl Signer {
         }
         Ok(())
     }
+}
+
+/// A new self-signed ECDSA P-256 CA named `common_name`, valid from a few
+/// minutes ago (clock skew) for `validity`, that may sign `path_len` levels
+/// of CAs below it, with `key_usages`; returned as a [`Signer`] loaded from
+/// its own PEM, so generated and loaded CAs go through one path.
+pub(crate) fn self_signed_ca(
+    common_name: &str,
+    validity: Duration,
+    path_len: u8,
+    key_usages: Vec<KeyUsagePurpose>,
+) -> Result<Signer, Error> {
+    crate::ca::check_common_name(common_name)?;
+    let (not_before, not_after) = validity::window(SystemTime::now(), validity)?;
+    let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
+
+    let mut params = CertificateParams::default();
+    params.distinguished_name = DistinguishedName::new();
+    params
+        .distinguished_name
+        .push(DnType::CommonName, common_name);
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(path_len));
+    params.key_usages = key_usages;
+    params.serial_number = Some(random_serial()?);
+    params.not_before = not_before.into();
+    params.not_after = not_after.into();
+    let cert = params.self_signed(&key)?;
+    Signer::from_pem(&cert.pem(), &key.serialize_pem())
 }
 
 /// A fresh random serial number. rcgen's default derives the serial from the
