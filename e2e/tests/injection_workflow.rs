@@ -158,3 +158,104 @@ async fn dry_run_shows_the_injected_pod_and_the_audit_log_says_why() {
         .expect("the Request-level policy records the patch");
     assert!(patch.contains("weft-proxy"), "{patch}");
 }
+
+/// The operator's trust-anchor rotation: the `weft-trust-anchors` ConfigMap
+/// (here its projected file) becomes a bundle of the old and the new anchor,
+/// and pods created from then on carry the bundle, without restarting the
+/// injector. A broken file in between reaches no pod.
+#[tokio::test]
+async fn rotated_trust_anchors_reach_new_pods_without_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("ca-bundle.crt");
+    let day = std::time::Duration::from_secs(86_400);
+    let old = weft_certs::TrustAnchor::generate("old anchor", day).expect("anchor");
+    let new = weft_certs::TrustAnchor::generate("new anchor", day).expect("anchor");
+    std::fs::write(&file, old.cert_pem()).expect("write anchors");
+    let flag = format!("--trust-anchors-file={}", file.display());
+    let env = Env::start_with(FailurePolicy::Ignore, &[&flag]).await;
+    env.namespace("rotating", Some("enabled")).await;
+
+    let anchors_of_a_new_pod = || {
+        let env = &env;
+        async move {
+            let out = env
+                .cluster
+                .kubectl()
+                .run_stdin(
+                    &["create", "--dry-run=server", "-o", "json", "-f", "-"],
+                    &pod_yaml("rotating", "probe", &[], ""),
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+            let pod: serde_json::Value =
+                serde_json::from_str(&out.stdout).map_err(|e| e.to_string())?;
+            let proxy = pod["spec"]["initContainers"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|c| c["name"] == "weft-proxy")
+                .ok_or("not injected yet")?;
+            proxy["env"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|v| v["name"] == "WEFT_PROXY_TRUST_ANCHORS")
+                .and_then(|v| v["value"].as_str())
+                .map(str::to_owned)
+                .ok_or_else(|| "no WEFT_PROXY_TRUST_ANCHORS".to_string())
+        }
+    };
+    let wait_for = |want: String, what: &'static str| {
+        let probe = &anchors_of_a_new_pod;
+        async move {
+            weft_e2e::wait::eventually(what, common::CONVERGE, || {
+                let want = want.clone();
+                async move {
+                    let got = probe().await?;
+                    if got == want {
+                        Ok(())
+                    } else {
+                        Err(format!(
+                            "a new pod still gets {} bytes of anchors",
+                            got.len()
+                        ))
+                    }
+                }
+            })
+            .await
+            .expect(what);
+        }
+    };
+    wait_for(old.cert_pem().to_owned(), "pods to get the old anchor").await;
+
+    let bundle = format!("{}{}", old.cert_pem(), new.cert_pem());
+    std::fs::write(&file, &bundle).expect("write the bundle");
+    wait_for(bundle.clone(), "pods to get the bundle").await;
+
+    std::fs::write(&file, "not a certificate\n").expect("write garbage");
+    let failures = || async {
+        let text = env.injector.metrics().await.expect("injector metrics");
+        text.lines()
+            .find_map(|l| {
+                l.strip_prefix("weft_injector_trust_anchors_reloads_total{result=\"failure\"} ")
+            })
+            .and_then(|v| v.trim().parse::<f64>().ok())
+    };
+    weft_e2e::wait::eventually(
+        "the broken file to be refused",
+        common::CONVERGE,
+        || async {
+            match failures().await {
+                Some(n) if n >= 1.0 => Ok(()),
+                other => Err(format!("failures: {other:?}")),
+            }
+        },
+    )
+    .await
+    .expect("refused");
+    assert_eq!(
+        anchors_of_a_new_pod().await.expect("a new pod"),
+        bundle,
+        "a broken anchors file reached a pod"
+    );
+}

@@ -24,6 +24,7 @@ pub mod report;
 pub mod values;
 
 pub mod admission;
+pub mod anchors;
 pub mod events;
 pub mod metrics;
 pub mod namespaces;

@@ -12,9 +12,8 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use clap::Parser;
 use kube::runtime::events::{Recorder, Reporter};
-use rustls::pki_types::CertificateDer;
-use rustls::pki_types::pem::PemObject as _;
 use weft_injector::InjectorConfig;
+use weft_injector::anchors::{AnchorsReloader, read_anchors};
 use weft_injector::config::PROXY_VERSION;
 use weft_injector::events::{self, EventSender};
 use weft_injector::metrics::Metrics;
@@ -148,6 +147,10 @@ async fn main() -> anyhow::Result<()> {
         let sender = EventSender::spawn(recorder, events::DEFAULT_QUEUE_CAPACITY, metrics);
         state = state.with_events(sender);
     }
+    if let Some(path) = &args.trust_anchors_file {
+        let reloader = AnchorsReloader::new(path, state.config_handle(), state.metrics().clone());
+        tokio::spawn(reloader.run(tls::DEFAULT_RELOAD_INTERVAL));
+    }
     let tls = Arc::new(tls::server_config(certs)?);
     let server = Server::bind(args.listen, args.admin_listen, state, tls, limits).await?;
     tracing::info!(
@@ -172,17 +175,8 @@ fn injector_config(args: &Args) -> anyhow::Result<InjectorConfig> {
         config.destination_addr = addr.clone();
     }
     if let Some(path) = &args.trust_anchors_file {
-        let pem = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read --trust-anchors-file {}", path.display()))?;
         // Catch a wrong file here rather than in every proxy of the mesh.
-        let anchors = CertificateDer::pem_slice_iter(pem.as_bytes())
-            .collect::<Result<Vec<_>, _>>()
-            .with_context(|| format!("--trust-anchors-file {} is not PEM", path.display()))?;
-        anyhow::ensure!(
-            !anchors.is_empty(),
-            "--trust-anchors-file {} holds no certificate",
-            path.display()
-        );
+        let pem = read_anchors(path).context("--trust-anchors-file")?;
         config = config.with_trust_anchors(pem);
     }
     Ok(config)

@@ -93,6 +93,7 @@ pub struct Metrics {
     reviews: Family<OutcomeLabels, Counter>,
     review_duration: Histogram,
     certificate_reloads: Family<ReloadLabels, Counter>,
+    trust_anchors_reloads: Family<ReloadLabels, Counter>,
     namespace_lookups: Family<LookupLabels, Counter>,
     tls_handshake_failures: Counter,
     request_timeouts: Counter,
@@ -123,6 +124,12 @@ impl Metrics {
             review_duration.clone(),
         );
         let certificate_reloads = Family::<ReloadLabels, Counter>::default();
+        let trust_anchors_reloads = Family::<ReloadLabels, Counter>::default();
+        registry.register(
+            "trust_anchors_reloads",
+            "Trust anchor reloads after --trust-anchors-file changed, by result",
+            trust_anchors_reloads.clone(),
+        );
         registry.register(
             "certificate_reloads",
             "Serving certificate reloads after its files changed, by result",
@@ -160,6 +167,7 @@ impl Metrics {
         }
         for result in [ReloadResult::Success, ReloadResult::Failure] {
             let _ = certificate_reloads.get_or_create(&ReloadLabels { result });
+            let _ = trust_anchors_reloads.get_or_create(&ReloadLabels { result });
         }
         for source in [
             LookupSource::Cache,
@@ -177,6 +185,7 @@ impl Metrics {
             reviews,
             review_duration,
             certificate_reloads,
+            trust_anchors_reloads,
             namespace_lookups,
             tls_handshake_failures,
             request_timeouts,
@@ -205,6 +214,20 @@ impl Metrics {
     /// How many reload attempts ended with `result` so far.
     pub fn certificate_reloads(&self, result: ReloadResult) -> u64 {
         self.certificate_reloads
+            .get_or_create(&ReloadLabels { result })
+            .get()
+    }
+
+    /// Counts one trust anchors reload attempt.
+    pub fn trust_anchors_reload(&self, result: ReloadResult) {
+        self.trust_anchors_reloads
+            .get_or_create(&ReloadLabels { result })
+            .inc();
+    }
+
+    /// How many trust anchors reloads ended with `result` so far.
+    pub fn trust_anchors_reloads(&self, result: ReloadResult) -> u64 {
+        self.trust_anchors_reloads
             .get_or_create(&ReloadLabels { result })
             .get()
     }

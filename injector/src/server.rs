@@ -14,6 +14,7 @@ mod listener;
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use axum::body::Body;
 use axum::error_handling::HandleErrorLayer;
 use axum::extract::State;
@@ -72,7 +73,8 @@ pub struct AppState {
 
 #[derive(Clone)]
 struct Shared {
-    config: InjectorConfig,
+    /// Swapped whole when the trust anchors change ([`crate::anchors`]).
+    config: Arc<ArcSwap<InjectorConfig>>,
     namespaces: Arc<dyn NamespaceLookup>,
     certs: Arc<CertResolver>,
     metrics: Arc<Metrics>,
@@ -91,7 +93,7 @@ impl AppState {
     ) -> Self {
         AppState {
             inner: Arc::new(Shared {
-                config,
+                config: Arc::new(ArcSwap::from_pointee(config)),
                 namespaces,
                 certs,
                 metrics,
@@ -105,6 +107,12 @@ impl AppState {
     pub fn with_events(mut self, events: EventSender) -> Self {
         Arc::make_mut(&mut self.inner).events = Some(events);
         self
+    }
+
+    /// The planner's configuration, for a reloader to swap (the trust
+    /// anchors); each review plans with the one current when it starts.
+    pub fn config_handle(&self) -> Arc<ArcSwap<InjectorConfig>> {
+        self.inner.config.clone()
     }
 
     /// The metrics the handlers record into.
@@ -216,7 +224,7 @@ async fn review(shared: &Shared, body: &[u8]) -> Result<(admission::Outcome, Vec
         }
         _ => Default::default(),
     };
-    let reviewed = admission::review(&request, &namespace, &shared.config);
+    let reviewed = admission::review(&request, &namespace, &shared.config.load());
     tracing::debug!(
         uid = %request.uid,
         namespace = request.namespace.as_deref().unwrap_or_default(),

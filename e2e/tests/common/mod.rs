@@ -62,8 +62,13 @@ pub struct Env {
 impl Env {
     /// Starts a cluster and an injector, and registers it with `policy`.
     pub async fn start(policy: FailurePolicy) -> Env {
+        Self::start_with(policy, &[]).await
+    }
+
+    /// The same, with `injector_args` after the harness's own flags.
+    pub async fn start_with(policy: FailurePolicy, injector_args: &[&str]) -> Env {
         let cluster = Cluster::start().await.expect("cluster starts");
-        let injector = Injector::start(&cluster, &[])
+        let injector = Injector::start(&cluster, injector_args)
             .await
             .expect("injector starts");
         webhook::install(&cluster, &injector, policy)
