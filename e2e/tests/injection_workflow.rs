@@ -34,17 +34,9 @@ async fn rollout_restart_injects_the_new_replica_set_only() {
         || {
             let env = &env;
             async move {
-                let out = env
-                    .cluster
-                    .kubectl()
-                    .run_stdin(
-                        &["create", "--dry-run=server", "-o", "json", "-f", "-"],
-                        &pod_yaml("late", "probe", &[], ""),
-                    )
-                    .await
-                    .map_err(|e| e.to_string())?;
+                let pod = env.try_dry_run(&pod_yaml("late", "probe", &[], "")).await?;
                 let pod: k8s_openapi::api::core::v1::Pod =
-                    serde_json::from_str(&out.stdout).map_err(|e| e.to_string())?;
+                    serde_json::from_value(pod).map_err(|e| e.to_string())?;
                 if injected(&pod) {
                     Ok(())
                 } else {
@@ -178,17 +170,9 @@ async fn rotated_trust_anchors_reach_new_pods_without_a_restart() {
     let anchors_of_a_new_pod = || {
         let env = &env;
         async move {
-            let out = env
-                .cluster
-                .kubectl()
-                .run_stdin(
-                    &["create", "--dry-run=server", "-o", "json", "-f", "-"],
-                    &pod_yaml("rotating", "probe", &[], ""),
-                )
-                .await
-                .map_err(|e| e.to_string())?;
-            let pod: serde_json::Value =
-                serde_json::from_str(&out.stdout).map_err(|e| e.to_string())?;
+            let pod = env
+                .try_dry_run(&pod_yaml("rotating", "probe", &[], ""))
+                .await?;
             let proxy = pod["spec"]["initContainers"]
                 .as_array()
                 .into_iter()

@@ -113,6 +113,22 @@ impl Env {
             .unwrap_or_else(|e| panic!("kubectl {args:?}: {e}"))
     }
 
+    /// `kubectl create --dry-run=server -o json` of `yaml`: the object as
+    /// the API server would store it, after every webhook; errors as text,
+    /// for [`weft_e2e::wait::eventually`].
+    pub async fn try_dry_run(&self, yaml: &str) -> Result<serde_json::Value, String> {
+        let out = self
+            .cluster
+            .kubectl()
+            .run_stdin(
+                &["create", "--dry-run=server", "-o", "json", "-f", "-"],
+                yaml,
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        serde_json::from_str(&out.stdout).map_err(|e| e.to_string())
+    }
+
     /// The pod `namespace/name` as stored.
     pub async fn pod(&self, namespace: &str, name: &str) -> Pod {
         Api::<Pod>::namespaced(self.cluster.client(), namespace)
