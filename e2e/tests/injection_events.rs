@@ -324,3 +324,40 @@ spec:
     - name: app
       image: registry.invalid/app:1
 ";
+
+/// `--events=false`: pods are injected as usual and nothing is recorded.
+/// With Events on, the injected pods' Event is posted within milliseconds
+/// (the test above waits for it), so five quiet seconds after the pods
+/// exist mean none was queued.
+#[tokio::test]
+async fn events_off_injects_and_records_nothing() {
+    let cluster = Cluster::start().await.expect("cluster starts");
+    let injector = Injector::start(&cluster, &["--events=false"])
+        .await
+        .expect("injector starts");
+    webhook::install(&cluster, &injector, FailurePolicy::Ignore)
+        .await
+        .expect("webhook live");
+    let env = Env { injector, cluster };
+    env.namespace("quiet", Some("enabled")).await;
+    env.kubectl_stdin(&["apply", "-f", "-"], &DEPLOYMENT.replace("NS", "quiet"))
+        .await;
+    let pods = env.pods_owned("quiet", "app=web", 2, |_| true).await;
+    assert!(pods.iter().all(common::injected), "injected as usual");
+
+    let quiet = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    while tokio::time::Instant::now() < quiet {
+        let events = weft_events(&env).await.expect("events");
+        assert!(
+            events.is_empty(),
+            "an Event with --events=false: {events:#?}"
+        );
+        let metrics = env.injector.metrics().await.expect("metrics");
+        let posted: Vec<&str> = metrics
+            .lines()
+            .filter(|l| l.starts_with("weft_injector_events_total{") && !l.ends_with(" 0"))
+            .collect();
+        assert!(posted.is_empty(), "events counted: {posted:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+}
