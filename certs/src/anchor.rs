@@ -5,13 +5,10 @@
 use std::fmt;
 use std::time::{Duration, SystemTime};
 
-use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, KeyPair, KeyUsagePurpose,
-    PKCS_ECDSA_P256_SHA256,
-};
+use rcgen::{KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256};
 
 use crate::ca::check_common_name;
-use crate::signer::{Signer, random_serial, self_signed_ca};
+use crate::signer::{Signer, ca_params, self_signed_ca};
 use crate::{CertifiedKeyPem, Error, validity};
 
 /// The common name `weft certs anchor` gives a new trust anchor.
@@ -88,18 +85,15 @@ impl TrustAnchor {
         self.signer.check_valid_at(now)?;
         let (not_before, not_after) = validity::window(now, validity)?;
 
-        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
-        let mut params = CertificateParams::default();
-        params.distinguished_name = DistinguishedName::new();
-        params
-            .distinguished_name
-            .push(DnType::CommonName, common_name);
-        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let mut params = ca_params(
+            common_name,
+            0,
+            vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign],
+            not_before.max(self.signer.not_before),
+            not_after.min(self.signer.not_after),
+        )?;
         params.use_authority_key_identifier_extension = true;
-        params.serial_number = Some(random_serial()?);
-        params.not_before = not_before.max(self.signer.not_before).into();
-        params.not_after = not_after.min(self.signer.not_after).into();
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
         let cert = params.signed_by(&key, &self.signer.issuer)?;
         Ok(CertifiedKeyPem {
             cert_pem: cert.pem(),

@@ -118,8 +118,22 @@ pub(crate) fn self_signed_ca(
 ) -> Result<Signer, Error> {
     crate::ca::check_common_name(common_name)?;
     let (not_before, not_after) = validity::window(SystemTime::now(), validity)?;
+    let params = ca_params(common_name, path_len, key_usages, not_before, not_after)?;
     let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
+    let cert = params.self_signed(&key)?;
+    Signer::from_pem(&cert.pem(), &key.serialize_pem())
+}
 
+/// What every CA certificate made here has: the common name
+/// `common_name` (the caller has checked it), basicConstraints CA with `path_len`,
+/// `key_usages`, a random serial, and the window `not_before..not_after`.
+pub(crate) fn ca_params(
+    common_name: &str,
+    path_len: u8,
+    key_usages: Vec<KeyUsagePurpose>,
+    not_before: SystemTime,
+    not_after: SystemTime,
+) -> Result<CertificateParams, Error> {
     let mut params = CertificateParams::default();
     params.distinguished_name = DistinguishedName::new();
     params
@@ -130,8 +144,7 @@ pub(crate) fn self_signed_ca(
     params.serial_number = Some(random_serial()?);
     params.not_before = not_before.into();
     params.not_after = not_after.into();
-    let cert = params.self_signed(&key)?;
-    Signer::from_pem(&cert.pem(), &key.serialize_pem())
+    Ok(params)
 }
 
 /// A fresh random serial number. rcgen's default derives the serial from the
