@@ -18,7 +18,7 @@
 mod mtls_support;
 mod run_support;
 
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -48,14 +48,21 @@ struct Mesh {
     server: MeshProxy,
 }
 
-async fn mesh(app: SocketAddr, server_extra: &[(&str, &str)]) -> TestResult<Mesh> {
-    let pki = Pki::new("mesh anchor")?;
-    let control = ControlPlane::start(&pki).await?;
-    let server_ip = mtls_support::loopback_ip();
+/// Starts the server proxy at `server_ip` (certified by `server_control`,
+/// inbound to `app`) and the client proxy (certified by `client_control`,
+/// outbound to the server's inbound), each with its extra environment, and
+/// waits until both are ready. Returns `(client, server)`.
+async fn pair(
+    server_control: &ControlPlane,
+    client_control: &ControlPlane,
+    app: SocketAddr,
+    server_ip: Ipv4Addr,
+    server_extra: &[(&str, &str)],
+    client_extra: &[(&str, &str)],
+) -> TestResult<(MeshProxy, MeshProxy)> {
     let server_inbound = mtls_support::inbound_at(server_ip);
-    control.answer(server_inbound, meshed(server_inbound, "server", "server-0"));
     let server = MeshProxy::spawn(
-        &control,
+        server_control,
         Spawn {
             sa: "server",
             inbound_target: app,
@@ -66,18 +73,28 @@ async fn mesh(app: SocketAddr, server_extra: &[(&str, &str)]) -> TestResult<Mesh
         },
     )?;
     let client = MeshProxy::spawn(
-        &control,
+        client_control,
         Spawn {
             sa: "client",
             inbound_target: app,
             outbound_target: server_inbound,
             ip: None,
             token: true,
-            extra: &[],
+            extra: client_extra,
         },
     )?;
     server.wait_ready(READY).await?;
     client.wait_ready(READY).await?;
+    Ok((client, server))
+}
+
+async fn mesh(app: SocketAddr, server_extra: &[(&str, &str)]) -> TestResult<Mesh> {
+    let pki = Pki::new("mesh anchor")?;
+    let control = ControlPlane::start(&pki).await?;
+    let server_ip = mtls_support::loopback_ip();
+    let server_inbound = mtls_support::inbound_at(server_ip);
+    control.answer(server_inbound, meshed(server_inbound, "server", "server-0"));
+    let (client, server) = pair(&control, &control, app, server_ip, server_extra, &[]).await?;
     Ok(Mesh {
         pki,
         control,
@@ -462,30 +479,7 @@ async fn certificates_are_renewed_and_kept_while_identity_is_down() -> TestResul
     let server_ip = mtls_support::loopback_ip();
     let server_inbound = mtls_support::inbound_at(server_ip);
     control.answer(server_inbound, meshed(server_inbound, "server", "server-0"));
-    let server = MeshProxy::spawn(
-        &control,
-        Spawn {
-            sa: "server",
-            inbound_target: app.addr,
-            outbound_target: app.addr,
-            ip: Some(server_ip),
-            token: true,
-            extra: &[],
-        },
-    )?;
-    let client = MeshProxy::spawn(
-        &control,
-        Spawn {
-            sa: "client",
-            inbound_target: app.addr,
-            outbound_target: server_inbound,
-            ip: None,
-            token: true,
-            extra: &[],
-        },
-    )?;
-    server.wait_ready(READY).await?;
-    client.wait_ready(READY).await?;
+    let (client, server) = pair(&control, &control, app.addr, server_ip, &[], &[]).await?;
 
     // Traffic across at least one renewal on both sides.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
@@ -557,30 +551,7 @@ async fn a_destination_failure_means_plaintext_and_is_counted() -> TestResult {
     let server_ip = mtls_support::loopback_ip();
     let server_inbound = mtls_support::inbound_at(server_ip);
     control.answer(server_inbound, Destination::Unavailable);
-    let server = MeshProxy::spawn(
-        &control,
-        Spawn {
-            sa: "server",
-            inbound_target: app.addr,
-            outbound_target: app.addr,
-            ip: Some(server_ip),
-            token: true,
-            extra: &[],
-        },
-    )?;
-    let client = MeshProxy::spawn(
-        &control,
-        Spawn {
-            sa: "client",
-            inbound_target: app.addr,
-            outbound_target: server_inbound,
-            ip: None,
-            token: true,
-            extra: &[],
-        },
-    )?;
-    server.wait_ready(READY).await?;
-    client.wait_ready(READY).await?;
+    let (client, server) = pair(&control, &control, app.addr, server_ip, &[], &[]).await?;
     let mut h1 = h1_client(client.outbound).await?;
     let response = h1.send_request(request("GET", "/status/200", "")?).await?;
     assert_eq!(response.status(), 200);
@@ -640,30 +611,15 @@ async fn proxies_under_the_old_and_the_new_anchor_talk_through_a_bundle() -> Tes
     let server_ip = mtls_support::loopback_ip();
     let server_inbound = mtls_support::inbound_at(server_ip);
     old_control.answer(server_inbound, meshed(server_inbound, "server", "server-0"));
-    let server = MeshProxy::spawn(
+    let (client, server) = pair(
         &new_control,
-        Spawn {
-            sa: "server",
-            inbound_target: app.addr,
-            outbound_target: app.addr,
-            ip: Some(server_ip),
-            token: true,
-            extra: &with_bundle,
-        },
-    )?;
-    let client = MeshProxy::spawn(
         &old_control,
-        Spawn {
-            sa: "client",
-            inbound_target: app.addr,
-            outbound_target: server_inbound,
-            ip: None,
-            token: true,
-            extra: &with_bundle,
-        },
-    )?;
-    server.wait_ready(READY).await?;
-    client.wait_ready(READY).await?;
+        app.addr,
+        server_ip,
+        &with_bundle,
+        &with_bundle,
+    )
+    .await?;
     let mut h1 = h1_client(client.outbound).await?;
     let response = h1.send_request(request("GET", "/status/200", "")?).await?;
     assert_eq!(response.status(), 200);
