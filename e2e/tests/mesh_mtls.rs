@@ -15,7 +15,6 @@ use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
 
 use mesh_support::app::{App, Client, request};
-use mesh_support::capture::{Capture, contains};
 use mesh_support::metrics::metric;
 use mesh_support::pods::{
     ControlDoor, DESTINATION_PORT, IDENTITY_PORT, Identity, Meshed, unreachable,
@@ -27,7 +26,8 @@ use mesh_support::{
 use tokio::time::Instant;
 use weft_certs::SpiffeId;
 use weft_e2e::ControlOptions;
-use weft_testrig::Rig;
+use weft_testrig::capture::contains;
+use weft_testrig::{Capture, Rig};
 
 /// How long a proxy gets to fetch its first certificate (debug build, busy
 /// 2-core machine, a TokenReview each).

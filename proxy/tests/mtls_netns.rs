@@ -14,7 +14,6 @@ mod run_support;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -24,7 +23,8 @@ use hyper_util::rt::TokioIo;
 use mtls_support::{ControlPlane, Pki, id, meshed};
 use run_support::{TestResult, metric, servers};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
-use weft_testrig::{Pod, PodProcess, Rig};
+use weft_testrig::capture::contains;
+use weft_testrig::{Capture, Pod, PodProcess, Rig};
 
 const BIN: &str = env!("CARGO_BIN_EXE_weft-proxy");
 const PROXY_UID: u32 = 2102;
@@ -133,96 +133,6 @@ async fn wait_metric(pod: &Pod<'_>, check: impl Fn(&str) -> bool) -> TestResult<
     Err(format!("metrics of {} never matched:\n{last}", pod.name()).into())
 }
 
-/// tcpdump on one interface of the bridge's namespace, writing `file`.
-struct Capture {
-    child: Child,
-}
-
-impl Capture {
-    fn start(netns: &str, interface: &str, file: &Path) -> TestResult<Self> {
-        if !run_support_has("tcpdump") {
-            return Err("tcpdump is needed for the capture: apt-get install tcpdump".into());
-        }
-        // --immediate-mode and -U: each packet read and written as it comes
-        // (else the kernel hands packets over in blocks every second and a
-        // SIGINT loses the last block); -Z root: keep writing to a root-owned
-        // temporary directory; -s 0: whole packets.
-        let mut child = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                netns,
-                "tcpdump",
-                "--immediate-mode",
-                "-i",
-                interface,
-                "-U",
-                "-Z",
-                "root",
-            ])
-            .args(["-s", "0", "-w"])
-            .arg(file)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()?;
-        // tcpdump says "listening on <interface>" once packets are captured;
-        // traffic before that line would be missed.
-        let stderr = child.stderr.take().ok_or("no tcpdump stderr")?;
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            use std::io::BufRead as _;
-            for line in std::io::BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if line.contains("listening on") {
-                    let _ = tx.send(());
-                }
-            }
-        });
-        let capture = Self { child };
-        rx.recv_timeout(Duration::from_secs(10))
-            .map_err(|_| "tcpdump did not start listening within 10 s")?;
-        Ok(capture)
-    }
-
-    /// Stops the capture (SIGINT, so tcpdump flushes and closes the file).
-    fn stop(mut self) -> TestResult {
-        Command::new("kill")
-            .args(["-INT", &self.child.id().to_string()])
-            .status()?;
-        for _ in 0..100 {
-            if self.child.try_wait()?.is_some() {
-                return Ok(());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Err("tcpdump did not stop".into())
-    }
-}
-
-impl Drop for Capture {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-fn run_support_has(tool: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-fn contains(haystack: &[u8], needle: &str) -> bool {
-    haystack
-        .windows(needle.len())
-        .any(|w| w == needle.as_bytes())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_meshed_pods_talk_mutual_tls_and_the_wire_shows_no_plaintext() -> TestResult {
     let Some(rig) = Rig::new_or_skip()? else {
@@ -247,8 +157,7 @@ async fn two_meshed_pods_talk_mutual_tls_and_the_wire_shows_no_plaintext() -> Te
     // The client pod's end of its veth, as seen from the bridge.
     let capture_dir = tempfile::tempdir()?;
     let capture_file = capture_dir.path().join("client-veth.pcap");
-    let veth = format!("v{}", client.ip().octets()[3]);
-    let capture = Capture::start(rig.bridge_netns(), &veth, &capture_file)?;
+    let capture = Capture::start(rig.bridge_netns(), &client.bridge_port(), &capture_file)?;
 
     let token_dir = tempfile::tempdir()?;
     std::fs::set_permissions(token_dir.path(), std::fs::Permissions::from_mode(0o755))?;
@@ -313,8 +222,7 @@ async fn two_meshed_pods_talk_mutual_tls_and_the_wire_shows_no_plaintext() -> Te
     .await?;
 
     tokio::time::sleep(Duration::from_millis(200)).await;
-    capture.stop()?;
-    let wire = std::fs::read(&capture_file)?;
+    let wire = capture.finish()?;
     assert!(
         contains(&wire, PLAIN_MARKER),
         "the capture does not show the plaintext control request ({} bytes): it proves nothing",

@@ -64,6 +64,16 @@ pub enum RigError {
         source: io::Error,
     },
 
+    /// tcpdump is not installed (only captures need it).
+    #[error(
+        "`tcpdump` not found in PATH: the capture needs it (Debian/Ubuntu: `apt-get install -y tcpdump`)"
+    )]
+    NoTcpdump,
+
+    /// A capture's tcpdump misbehaved.
+    #[error("tcpdump {0}")]
+    Capture(&'static str),
+
     /// A thread could not enter a pod's network namespace.
     #[error("could not enter network namespace `{netns}`: {source}")]
     Enter {

@@ -26,6 +26,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod capture;
 mod error;
 mod forward;
 mod host;
@@ -34,6 +35,7 @@ mod pod;
 mod process;
 mod rig;
 
+pub use capture::Capture;
 pub use error::RigError;
 pub use forward::HostForward;
 pub use host::in_path;

@@ -11,7 +11,6 @@
 #![allow(dead_code)] // each test uses its own subset of the helpers
 
 pub mod app;
-pub mod capture;
 pub mod injected;
 pub mod metrics;
 pub mod pods;
