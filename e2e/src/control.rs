@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use tempfile::TempDir;
-use weft_webhook_config::{RenderOptions, Tls};
+use weft_webhook_config::{IdentityCerts, RenderOptions, Tls};
 
 use crate::cargo_bin::Profile;
 use crate::cargo_bin::WEFT_CONTROL;
@@ -74,7 +74,8 @@ impl Control {
             .prefix("weft-e2e-control-")
             .tempdir()
             .map_err(Error::io("creating the weft-control folder"))?;
-        let kubeconfig = least_privilege_kubeconfig(cluster, pki, dir.path()).await?;
+        let kubeconfig =
+            least_privilege_kubeconfig(cluster, pki.identity_certs()?, dir.path()).await?;
         let ports = ports::free_ports(3)?;
         let at = |port: u16| SocketAddr::from((Ipv4Addr::LOCALHOST, port));
         let mut args = vec![
@@ -197,14 +198,15 @@ impl Drop for Control {
 /// Applies weft-control's namespace, ServiceAccount and RBAC as `weft
 /// install` renders them, and writes (in `dir`) a kubeconfig that
 /// authenticates with a token of that ServiceAccount: the process then has
-/// exactly the rights the manifests grant.
+/// exactly the rights the manifests grant. `identity` is the material the
+/// render needs (the manifests are the same whatever it holds).
 pub async fn least_privilege_kubeconfig(
     cluster: &Cluster,
-    pki: &MeshPki,
+    identity: IdentityCerts,
     dir: &Path,
 ) -> Result<PathBuf> {
     let mut options = RenderOptions::new(Tls::CertManager);
-    options.identity = Some(pki.identity_certs()?);
+    options.identity = Some(identity);
     let namespace = options.namespace.clone();
     let control = weft_webhook_config::CONTROL_NAME;
     let wanted = [

@@ -34,7 +34,7 @@ use tokio_rustls::TlsConnector;
 use weft_certs::{DEFAULT_ISSUER_NAME, TrustAnchor};
 use weft_control::identity::{CERTIFY_PATH, CertifyRequest, CertifyResponse};
 use weft_e2e::Cluster;
-use weft_webhook_config::{IdentityCerts, RenderOptions, Tls};
+use weft_webhook_config::IdentityCerts;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -94,63 +94,19 @@ impl MeshPki {
     }
 }
 
-/// Applies weft-control's namespace and RBAC as `weft install` renders them,
-/// and writes a kubeconfig that authenticates as its ServiceAccount: the
+/// weft-control's namespace and RBAC as `weft install` renders them, and a
+/// kubeconfig (in the PKI's folder) with a token of its ServiceAccount: the
 /// process then has exactly the rights the manifests grant.
 pub async fn least_privilege_kubeconfig(
     cluster: &Cluster,
     pki: &MeshPki,
 ) -> Result<PathBuf, BoxError> {
-    let mut options = RenderOptions::new(Tls::CertManager);
-    options.identity = Some(pki.identity_certs()?);
-    let wanted = [
-        ("Namespace", "weft"),
-        ("ServiceAccount", "weft-control"),
-        ("ClusterRole", "weft-control"),
-        ("ClusterRoleBinding", "weft-control"),
-    ];
-    let mut manifest = String::new();
-    for document in weft_webhook_config::render_documents(&options)? {
-        let kind = document["kind"].as_str().unwrap_or_default();
-        let name = document["metadata"]["name"].as_str().unwrap_or_default();
-        if wanted.contains(&(kind, name)) {
-            manifest.push_str("---\n");
-            manifest.push_str(&serde_yaml::to_string(&document)?);
-        }
-    }
-    cluster
-        .kubectl()
-        .run_stdin(&["apply", "-f", "-"], &manifest)
-        .await?;
-    let token = cluster
-        .kubectl()
-        .run(&[
-            "create",
-            "token",
-            "weft-control",
-            "-n",
-            "weft",
-            "--duration",
-            "2h",
-        ])
-        .await?
-        .stdout
-        .trim()
-        .to_owned();
-    let config = json!({
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "e2e", "cluster": {
-            "server": cluster.server(),
-            "certificate-authority": cluster.ca_cert(),
-        }}],
-        "users": [{"name": "weft-control", "user": {"token": token}}],
-        "contexts": [{"name": "e2e", "context": {"cluster": "e2e", "user": "weft-control"}}],
-        "current-context": "e2e",
-    });
-    let path = pki.dir.path().join("weft-control.kubeconfig");
-    std::fs::write(&path, serde_yaml::to_string(&config)?)?;
-    Ok(path)
+    Ok(weft_e2e::control::least_privilege_kubeconfig(
+        cluster,
+        pki.identity_certs()?,
+        pki.dir.path(),
+    )
+    .await?)
 }
 
 /// A running `weft-control` (killed on drop).
