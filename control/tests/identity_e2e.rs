@@ -36,12 +36,13 @@ fn certify_count(metrics: &str, result: &str) -> u64 {
         .unwrap_or(0)
 }
 
-#[tokio::test]
-async fn identity_certifies_only_what_the_api_server_vouches_for() -> Result<(), BoxError> {
+/// A cluster with namespace `shop` and ServiceAccounts `accounts` in it, a
+/// mesh PKI, and weft-control running with exactly its rendered RBAC.
+async fn start(accounts: &[&str]) -> Result<(Cluster, MeshPki, Control), BoxError> {
     let cluster = Cluster::start().await?;
     let kubectl = cluster.kubectl();
     kubectl.run(&["create", "namespace", "shop"]).await?;
-    for sa in ["web", "db", "gone"] {
+    for sa in accounts {
         kubectl
             .run(&["create", "serviceaccount", sa, "-n", "shop"])
             .await?;
@@ -49,6 +50,12 @@ async fn identity_certifies_only_what_the_api_server_vouches_for() -> Result<(),
     let pki = MeshPki::new()?;
     let kubeconfig = least_privilege_kubeconfig(&cluster, &pki).await?;
     let control = Control::start(&pki, &kubeconfig).await?;
+    Ok((cluster, pki, control))
+}
+
+#[tokio::test]
+async fn identity_certifies_only_what_the_api_server_vouches_for() -> Result<(), BoxError> {
+    let (cluster, pki, control) = start(&["web", "db", "gone"]).await?;
     let anchors = pki.anchor.cert_pem().to_owned();
     // The TLS connection itself proves identity serves a certificate that
     // chains to the anchor for weft-identity.weft.svc.cluster.local.
@@ -124,7 +131,8 @@ async fn identity_certifies_only_what_the_api_server_vouches_for() -> Result<(),
 
     // A token whose ServiceAccount has since been deleted.
     let gone_token = token(&client_k8s, "shop", "gone", Some(AUDIENCE)).await?;
-    kubectl
+    cluster
+        .kubectl()
         .run(&["delete", "serviceaccount", "gone", "-n", "shop"])
         .await?;
     let gone_uri = "spiffe://cluster.local/ns/shop/sa/gone";
@@ -151,18 +159,7 @@ async fn identity_certifies_only_what_the_api_server_vouches_for() -> Result<(),
 
 #[tokio::test]
 async fn a_rotated_issuer_signs_from_the_next_request_on() -> Result<(), BoxError> {
-    let cluster = Cluster::start().await?;
-    cluster
-        .kubectl()
-        .run(&["create", "namespace", "shop"])
-        .await?;
-    cluster
-        .kubectl()
-        .run(&["create", "serviceaccount", "web", "-n", "shop"])
-        .await?;
-    let pki = MeshPki::new()?;
-    let kubeconfig = least_privilege_kubeconfig(&cluster, &pki).await?;
-    let control = Control::start(&pki, &kubeconfig).await?;
+    let (cluster, pki, control) = start(&["web"]).await?;
     let anchors = pki.anchor.cert_pem().to_owned();
     let web_token = token(&cluster.client(), "shop", "web", Some(AUDIENCE)).await?;
     let web_uri = "spiffe://cluster.local/ns/shop/sa/web";
@@ -206,18 +203,7 @@ async fn certification_throughput() -> Result<(), BoxError> {
     const REQUESTS: usize = 2_000;
     const CONNECTIONS: usize = 32;
 
-    let cluster = Cluster::start().await?;
-    cluster
-        .kubectl()
-        .run(&["create", "namespace", "shop"])
-        .await?;
-    cluster
-        .kubectl()
-        .run(&["create", "serviceaccount", "web", "-n", "shop"])
-        .await?;
-    let pki = MeshPki::new()?;
-    let kubeconfig = least_privilege_kubeconfig(&cluster, &pki).await?;
-    let control = Control::start(&pki, &kubeconfig).await?;
+    let (cluster, pki, control) = start(&["web"]).await?;
     let anchors = pki.anchor.cert_pem().to_owned();
     let web_uri = "spiffe://cluster.local/ns/shop/sa/web";
 
