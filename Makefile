@@ -1,12 +1,17 @@
 # weft: the two commands a new user runs are `make demo` and `make test`.
 CARGO ?= cargo
 
-.PHONY: build test lint fmt bench demo
+.PHONY: build test lint fmt bench demo deps
 
 build:
 	$(CARGO) build --workspace --release
 
-test:
+# Debian packages (iptables, tcpdump, containerd, runc, CNI plugins, ...) and
+# Rust's musl target, installed when missing; see scripts/deps.sh.
+deps:
+	bash scripts/deps.sh
+
+test: deps
 	$(CARGO) test --workspace --no-fail-fast
 
 lint:
@@ -24,7 +29,7 @@ bench:
 # injector beside it as a local process, emojivoto annotated and restarted,
 # and what the API server recorded for one injected pod. The cluster and the
 # injector keep running; `make cluster-down` stops both.
-demo:
+demo: deps
 	@echo "== building weft (the first build takes a few minutes)"
 	$(CARGO) build -p weft-cli
 	$(CARGO) build -p weft-e2e --bin weft-e2e

@@ -49,6 +49,12 @@ pub struct Args {
     #[arg(long, value_name = "IMAGE")]
     proxy_image: Option<String>,
 
+    /// Registry (and path) of weft's default images, e.g. `localhost/weft`
+    /// for images imported into a local node (ignored for an image given
+    /// in full).
+    #[arg(long, value_name = "REGISTRY", default_value = weft_webhook_config::IMAGE_REGISTRY)]
+    registry: String,
+
     /// Tag of weft's default images (ignored for an image given in full).
     #[arg(long, value_name = "TAG", default_value = concat!("v", env!("CARGO_PKG_VERSION")))]
     image_tag: String,
@@ -188,20 +194,22 @@ fn options(args: &Args) -> anyhow::Result<RenderOptions> {
         (None, false) => DEFAULT_REPLICAS,
     };
     check_tag(&args.image_tag)?;
+    check_registry(&args.registry)?;
+    let image = |name: &str| format!("{}/{name}:{}", args.registry, args.image_tag);
     let mut options = RenderOptions::new(Tls::CertManager);
     options.namespace = args.control_plane_namespace.clone();
     options.injector_image = args
         .injector_image
         .clone()
-        .unwrap_or_else(|| weft_webhook_config::image("weft-injector", &args.image_tag));
+        .unwrap_or_else(|| image("weft-injector"));
     options.proxy_image = args
         .proxy_image
         .clone()
-        .unwrap_or_else(|| weft_webhook_config::image("weft-proxy", &args.image_tag));
+        .unwrap_or_else(|| image("weft-proxy"));
     options.control_image = args
         .control_image
         .clone()
-        .unwrap_or_else(|| weft_webhook_config::image("weft-control", &args.image_tag));
+        .unwrap_or_else(|| image("weft-control"));
     options.replicas = replicas;
     options.ha = args.ha;
     options.failure_policy = args.webhook_failure_policy.into();
@@ -241,6 +249,25 @@ fn flag_error(err: weft_webhook_config::Error) -> anyhow::Error {
 
 /// An image tag as registries accept it: up to 128 of `[A-Za-z0-9_.-]`,
 /// not starting with `.` or `-`.
+fn check_registry(registry: &str) -> anyhow::Result<()> {
+    let ok = !registry.is_empty()
+        && registry.len() <= 200
+        && !registry.starts_with('/')
+        && !registry.ends_with('/')
+        && !registry.contains("//")
+        && registry.bytes().all(|b| {
+            b.is_ascii_lowercase()
+                || b.is_ascii_digit()
+                || matches!(b, b'_' | b'.' | b'-' | b'/' | b':')
+        });
+    if !ok {
+        bail!(
+            "invalid --registry {registry:?}: expected a registry and path without a tag, such as ghcr.io/weft-dev or localhost/weft"
+        );
+    }
+    Ok(())
+}
+
 fn check_tag(tag: &str) -> anyhow::Result<()> {
     let ok = !tag.is_empty()
         && tag.len() <= 128

@@ -257,6 +257,28 @@ fn image_tag_sets_the_tag_of_both_default_images() -> TestResult {
 }
 
 #[test]
+fn registry_names_the_three_default_images() -> TestResult {
+    let documents = install(&["--registry", "localhost/weft", "--image-tag", "v1.2.3"])?;
+    let injector = find(&documents, "Deployment", "weft-injector")?;
+    let container = &injector["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(container["image"], "localhost/weft/weft-injector:v1.2.3");
+    assert_eq!(container["imagePullPolicy"], "IfNotPresent");
+    assert!(
+        container["args"]
+            .as_sequence()
+            .ok_or("no args")?
+            .iter()
+            .any(|a| a == "--proxy-image=localhost/weft/weft-proxy:v1.2.3")
+    );
+    let control = find(&documents, "Deployment", "weft-control")?;
+    assert_eq!(
+        control["spec"]["template"]["spec"]["containers"][0]["image"],
+        "localhost/weft/weft-control:v1.2.3"
+    );
+    Ok(())
+}
+
+#[test]
 fn cert_manager_prints_no_secret_and_asks_for_ca_injection() -> TestResult {
     let output = weft_install(&["--cert-manager"])?;
     assert!(output.status.success());
@@ -317,7 +339,7 @@ fn bad_flags_fail_with_a_message_that_names_the_flag() -> TestResult {
     let garbage = dir.path().join("garbage.pem");
     std::fs::write(&garbage, "not a certificate")?;
     let garbage = garbage.to_str().ok_or("path")?;
-    let cases: [(&[&str], &str); 12] = [
+    let cases: [(&[&str], &str); 14] = [
         (
             &["--control-plane-namespace", "Not_Valid"],
             "--control-plane-namespace",
@@ -344,6 +366,8 @@ fn bad_flags_fail_with_a_message_that_names_the_flag() -> TestResult {
         ),
         (&["--log-level", "loud"], "--log-level"),
         (&["--image-tag", "v1 beta"], "--image-tag"),
+        (&["--registry", "localhost/weft/"], "--registry"),
+        (&["--registry", "Registry With Spaces"], "--registry"),
         (
             &[
                 "--cert-manager",

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Builds the e2e cluster's binaries (etcd, kube-apiserver,
-# kube-controller-manager, kubectl) from the Go modules beside this script
-# into e2e/.bin/, and does nothing when the pinned versions have not changed.
+# Builds the e2e cluster's binaries (etcd; kube-apiserver,
+# kube-controller-manager, kube-scheduler, kubelet, kube-proxy and kubectl
+# from one pinned k8s.io/kubernetes; CoreDNS) from the Go modules beside this
+# script into e2e/.bin/, and does nothing when the pinned versions have not
+# changed.
 #
 # The stamp is a hash of both modules' go.mod/go.sum, this script and the Go
 # version, so a version bump (or a new Go, or new build flags) rebuilds, and anything else is a no-op that costs
@@ -22,7 +24,8 @@ bin_dir="$(cd "$bin_dir" && pwd)"
 stamp() {
   {
     go version
-    cat "$0" "$here/kube/go.mod" "$here/kube/go.sum" "$here/etcd/go.mod" "$here/etcd/go.sum" "$here/etcd/main.go"
+    cat "$0" "$here/kube/go.mod" "$here/kube/go.sum" "$here/etcd/go.mod" "$here/etcd/go.sum" "$here/etcd/main.go" \
+      "$here/coredns/go.mod" "$here/coredns/go.sum" "$here/coredns/main.go"
   } | sha256sum | cut -d' ' -f1
 }
 
@@ -30,7 +33,7 @@ exec 9>"$bin_dir/.lock"
 flock 9
 
 want="$(stamp)"
-bins=(etcd kube-apiserver kube-controller-manager kubectl)
+bins=(etcd kube-apiserver kube-controller-manager kubectl kubelet kube-proxy kube-scheduler coredns)
 up_to_date=1
 for b in "${bins[@]}"; do [ -x "$bin_dir/$b" ] || up_to_date=0; done
 if [ "$up_to_date" = 1 ] && [ "$(cat "$bin_dir/stamp" 2>/dev/null)" = "$want" ]; then
@@ -55,8 +58,11 @@ for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
   ldflags+=" -X $pkg.gitVersion=$kube_version -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
   ldflags+=" -X $pkg.gitTreeState=clean"
 done
-# `tool` builds every tool named in go.mod: apiserver, controller-manager, kubectl.
+# `tool` builds every tool named in go.mod: the control plane, the node's
+# kubelet, kube-proxy and scheduler, and kubectl.
 (cd "$here/kube" && "${build[@]}" -ldflags="$ldflags" -o "$bin_dir/" tool)
+
+(cd "$here/coredns" && "${build[@]}" -ldflags="-s -w" -o "$bin_dir/coredns" .)
 
 for b in "${bins[@]}"; do
   [ -x "$bin_dir/$b" ] || { echo "e2e: $b missing after build" >&2; exit 1; }

@@ -20,7 +20,7 @@ pub fn workspace_root() -> PathBuf {
         .unwrap_or_else(|| crate_dir().to_path_buf())
 }
 
-/// Paths of the four programs the local cluster runs.
+/// Paths of the programs the local cluster runs.
 #[derive(Debug, Clone)]
 pub struct Binaries {
     /// The etcd server.
@@ -31,6 +31,14 @@ pub struct Binaries {
     pub kube_controller_manager: PathBuf,
     /// kubectl, built from the same release as the API server.
     pub kubectl: PathBuf,
+    /// kube-scheduler.
+    pub kube_scheduler: PathBuf,
+    /// The node's kubelet.
+    pub kubelet: PathBuf,
+    /// The node's kube-proxy.
+    pub kube_proxy: PathBuf,
+    /// CoreDNS, which the image builder puts in the cluster DNS image.
+    pub coredns: PathBuf,
 }
 
 impl Binaries {
@@ -41,6 +49,10 @@ impl Binaries {
             kube_apiserver: dir.join("kube-apiserver"),
             kube_controller_manager: dir.join("kube-controller-manager"),
             kubectl: dir.join("kubectl"),
+            kube_scheduler: dir.join("kube-scheduler"),
+            kubelet: dir.join("kubelet"),
+            kube_proxy: dir.join("kube-proxy"),
+            coredns: dir.join("coredns"),
         }
     }
 
@@ -87,6 +99,10 @@ impl Binaries {
             &self.kube_apiserver,
             &self.kube_controller_manager,
             &self.kubectl,
+            &self.kube_scheduler,
+            &self.kubelet,
+            &self.kube_proxy,
+            &self.coredns,
         ]
         .iter()
         .all(|p| p.is_file())

@@ -51,6 +51,13 @@ pub const WEFT_PROXY: WorkspaceBinary = WorkspaceBinary {
     env: "WEFT_PROXY_BIN",
 };
 
+/// `weft` (the CLI); `$WEFT_CLI_BIN` overrides.
+pub const WEFT_CLI: WorkspaceBinary = WorkspaceBinary {
+    package: "weft-cli",
+    bin: "weft",
+    env: "WEFT_CLI_BIN",
+};
+
 type Built = std::result::Result<PathBuf, String>;
 
 impl WorkspaceBinary {

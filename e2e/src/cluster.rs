@@ -21,7 +21,7 @@ use crate::kubectl::Kubectl;
 use crate::pki::{self, PkiFiles};
 use crate::ports;
 use crate::process::{Component, Lifetime, log_tail};
-use crate::{audit, kubeconfig};
+use crate::{audit, kubeconfig, node};
 
 /// How long a component gets to exit after SIGTERM before SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(5);
@@ -41,6 +41,17 @@ pub struct ClusterOptions {
     pub start_timeout: Duration,
     /// Extra `kube-apiserver` flags, appended after the harness's own.
     pub extra_apiserver_args: Vec<String>,
+    /// A node to run pods on, or none (pods stay `Pending`, which is all an
+    /// admission webhook's tests need, and many clusters can run at once).
+    pub node: Option<NodeOptions>,
+}
+
+/// How to start the cluster's node.
+#[derive(Debug, Clone, Default)]
+pub struct NodeOptions {
+    /// OCI image archives to import into the node's containerd before the
+    /// kubelet starts (the pause image at least; see [`crate::images`]).
+    pub images: Vec<PathBuf>,
 }
 
 impl Default for ClusterOptions {
@@ -50,6 +61,7 @@ impl Default for ClusterOptions {
             lifetime: Lifetime::Test,
             start_timeout: Duration::from_secs(180),
             extra_apiserver_args: Vec::new(),
+            node: None,
         }
     }
 }
@@ -81,6 +93,7 @@ pub struct Cluster {
     kubeconfig: PathBuf,
     client: kube::Client,
     detached: bool,
+    node: bool,
 }
 
 impl Cluster {
@@ -117,9 +130,21 @@ impl Cluster {
         };
         let root = dir.path().to_path_buf();
         let pki = pki::generate(&root.join("pki"))?;
+        if options.node.is_some() {
+            // Before anything listens: the node is the machine's, and the
+            // API server binds to the bridge's gateway.
+            node::check_host()?;
+            node::Owner::claim(&root, std::process::id())?;
+            node::host::HostRecord::take().save_once(&root)?;
+            node::host::create_bridge()?;
+        }
+        let address = match options.node {
+            Some(_) => node::config::GATEWAY,
+            None => "127.0.0.1",
+        };
         let ports = ports::free_ports(3)?;
         let (etcd_port, etcd_peer_port, apiserver_port) = (ports[0], ports[1], ports[2]);
-        let server = format!("https://127.0.0.1:{apiserver_port}");
+        let server = format!("https://{address}:{apiserver_port}");
         let kubeconfig = root.join("kubeconfig");
         kubeconfig::write(
             &kubeconfig,
@@ -142,6 +167,7 @@ impl Cluster {
             kubeconfig,
             client: client.clone(),
             detached: false,
+            node: options.node.is_some(),
         };
         let deadline = Instant::now() + options.start_timeout;
 
@@ -165,6 +191,10 @@ impl Cluster {
             apiserver_port,
             &policy,
             &cluster.audit_log(),
+            match cluster.node {
+                true => flags::Listen::Node(&cluster.pki.node),
+                false => flags::Listen::Loopback,
+            },
         );
         apiserver_args.extend(options.extra_apiserver_args.iter().cloned());
         let apiserver = cluster.bins.kube_apiserver.clone();
@@ -204,7 +234,28 @@ impl Cluster {
                 },
             )
             .await?;
+        if let Some(node) = &options.node {
+            cluster
+                .start_node(options.lifetime, deadline, &node.images)
+                .await?;
+        }
         Ok(cluster)
+    }
+
+    /// Whether this cluster has a node.
+    pub fn has_node(&self) -> bool {
+        self.node
+    }
+
+    /// The cluster's certificates.
+    pub fn pki(&self) -> &PkiFiles {
+        &self.pki
+    }
+
+    /// Stops every component and, for a node cluster, puts the host back;
+    /// returns what could not be undone (empty is a clean stop).
+    pub fn stop_checked(mut self) -> Vec<String> {
+        self.stop_components()
     }
 
     /// The folder with the certificates, kubeconfig, logs and etcd data.
@@ -290,7 +341,9 @@ impl Cluster {
 
     /// Stops every component now (the same as dropping the cluster).
     pub fn stop(mut self) {
-        self.stop_components();
+        for problem in self.stop_components() {
+            eprintln!("weft-e2e: {problem}");
+        }
     }
 
     /// Leaves the components running after this process exits and returns
@@ -312,6 +365,7 @@ impl Cluster {
                 .collect(),
             ports: self.ports.clone(),
             injector: None,
+            node: self.node,
         }
     }
 
@@ -334,10 +388,11 @@ impl Cluster {
             kubeconfig: state.kubeconfig.clone(),
             client,
             detached: true,
+            node: state.node,
         })
     }
 
-    fn spawn(
+    pub(crate) fn spawn(
         &mut self,
         name: &'static str,
         program: &Path,
@@ -352,7 +407,7 @@ impl Cluster {
 
     /// Polls `ready` until it holds, failing early when a component exits
     /// and with the logs' tails when `deadline` passes.
-    async fn wait_until<F, Fut>(
+    pub(crate) async fn wait_until<F, Fut>(
         &mut self,
         what: &str,
         deadline: Instant,
@@ -379,13 +434,27 @@ impl Cluster {
         }
     }
 
-    fn stop_components(&mut self) {
-        // Reverse start order: controllers before the API server before
-        // its storage, so none of them logs a storm of connection errors.
+    fn stop_components(&mut self) -> Vec<String> {
+        // Reverse start order: the node before the controllers before the
+        // API server before its storage, so none of them logs a storm of
+        // connection errors.
         for component in self.components.iter_mut().rev() {
             component.stop(STOP_GRACE);
         }
+        let was_running = !self.components.is_empty();
         self.components.clear();
+        if !(self.node && was_running) {
+            return Vec::new();
+        }
+        let dir = self.dir().to_path_buf();
+        let record = node::host::HostRecord::load(&dir).ok().flatten();
+        let problems = node::host::teardown(
+            &dir,
+            &node::NodeFiles::new(&dir).containerd_socket(),
+            record.as_ref(),
+        );
+        node::Owner::release(&dir);
+        problems
     }
 }
 
@@ -415,7 +484,9 @@ impl Drop for Cluster {
                 eprintln!("weft-e2e: cluster folder kept at {}", t.path().display());
             }
         }
-        self.stop_components();
+        for problem in self.stop_components() {
+            eprintln!("weft-e2e: {problem}");
+        }
     }
 }
 

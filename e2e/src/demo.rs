@@ -1,11 +1,11 @@
-//! `make demo` (`weft-e2e demo`): weft's injector in the user's workflow on
-//! a real API server. It starts the local cluster (or reuses the running
-//! one), runs the real `weft-injector` beside it as a local process (the
-//! cluster has no node to run weft's Deployment), registers the webhook,
-//! deploys a sample app, annotates its namespace, runs `kubectl rollout
-//! restart`, and prints for one new pod what was injected and why, from the
-//! API server's own audit log. The cluster and the injector keep running
-//! afterwards; `weft-e2e down` (`make cluster-down`) stops both.
+//! `make demo` (`weft-e2e demo`): weft in the user's workflow on a real
+//! cluster with a real node. It builds the images, starts the local cluster
+//! and its node (or reuses the running one), installs weft as a user does
+//! (`weft install | kubectl apply -f -`), deploys a sample app, annotates
+//! its namespace, runs `kubectl rollout restart`, waits until every new pod
+//! is READY 2/2, and prints for one new pod what was injected and why, from
+//! the API server's own audit log. The cluster keeps running afterwards;
+//! `weft-e2e down` (`make cluster-down`) stops it.
 
 mod progress;
 mod report;
@@ -22,12 +22,14 @@ pub use self::report::{AppliedPatch, ContainerLine, Decision, PodReport};
 use crate::bins::{self, Binaries};
 use crate::cluster::Cluster;
 use crate::error::{Error, Result};
-use crate::injector::{Injector, Profile};
+use crate::injector::Profile;
 use crate::state::{self, ClusterState};
-use crate::webhook::{self, FailurePolicy};
+use crate::{images, install, webhook};
 
 /// The number of steps [`run`] announces.
 const STEPS: usize = 8;
+/// How long weft's control plane gets to become Available.
+const CONTROL_PLANE_READY: std::time::Duration = std::time::Duration::from_secs(240);
 
 /// What the demo deploys and reports on.
 #[derive(Debug, Clone)]
@@ -41,7 +43,7 @@ pub struct DemoOptions {
     pub namespace: String,
     /// The Deployment whose new pod is reported.
     pub deployment: String,
-    /// The cargo profile `weft-injector` is built in.
+    /// The cargo profile the `weft` CLI is built in.
     pub profile: Profile,
 }
 
@@ -72,14 +74,14 @@ pub struct NewPod {
     pub pod: String,
     /// Whether it carries `weft-proxy`.
     pub injected: bool,
-    /// Its phase (`Pending`: the cluster has no node).
+    /// Its phase.
     pub phase: String,
 }
 
 /// What a demo run did and found.
 #[derive(Debug)]
 pub struct DemoOutcome {
-    /// The cluster, with the injector the demo left running.
+    /// The cluster the demo left running.
     pub state: ClusterState,
     /// Whether a running cluster was reused.
     pub reused_cluster: bool,
@@ -87,6 +89,8 @@ pub struct DemoOutcome {
     pub webhook: String,
     /// The pods created by the restart, one line per pod.
     pub new_pods: Vec<NewPod>,
+    /// `kubectl get pods -n NS` once every new pod was Ready.
+    pub pods_table: String,
     /// The report on the chosen pod.
     pub report: PodReport,
     /// The chosen pod as its ReplicaSet asked for it: the audit log's
@@ -102,18 +106,16 @@ pub struct DemoOutcome {
 /// step fails or the reported pod was not injected (after printing why).
 pub async fn run(options: &DemoOptions, out: &mut (dyn Write + Send)) -> Result<DemoOutcome> {
     let mut p = Progress::new(out, STEPS);
-    p.line(
-        "weft demo: the injector on a real Kubernetes API server, in the workflow a user follows",
-    )?;
+    p.line("weft demo: weft on a local Kubernetes cluster with a real node, in the workflow a user follows")?;
     let bin_dir = binaries(&mut p).await?;
-    let (mut state, cluster, reused_cluster) = cluster(&mut p, &options.dir).await?;
-    let configuration = injector(&mut p, &cluster, &mut state, options.profile).await?;
-    let webhook = register(&mut p, &cluster, &configuration).await?;
+    build_images(&mut p).await?;
+    let (state, cluster, reused_cluster) = cluster(&mut p, &options.dir).await?;
+    let webhook = install_weft(&mut p, &cluster).await?;
 
     let ns = options.namespace.as_str();
     let before = workflow::deploy(&mut p, &cluster, &options.manifest, ns).await?;
     workflow::annotate(&mut p, &cluster, ns, &options.deployment).await?;
-    let (new_pods, snap) = workflow::restart(&mut p, &cluster, ns, &before).await?;
+    let (new_pods, snap, pods_table) = workflow::restart(&mut p, &cluster, ns, &before).await?;
     let recorded = workflow::record(
         &mut p,
         &cluster,
@@ -148,6 +150,7 @@ pub async fn run(options: &DemoOptions, out: &mut (dyn Write + Send)) -> Result<
         reused_cluster,
         webhook,
         new_pods,
+        pods_table,
         report,
         requested_pod: recorded.requested_pod,
         stored_pod: recorded.stored_pod,
@@ -157,11 +160,11 @@ pub async fn run(options: &DemoOptions, out: &mut (dyn Write + Send)) -> Result<
 /// Step 1: the Kubernetes binaries, built when missing or stale. Returns
 /// their folder.
 async fn binaries(p: &mut Progress<'_>) -> Result<PathBuf> {
-    p.step("Kubernetes binaries: etcd, kube-apiserver, kube-controller-manager, kubectl")?;
+    p.step("Kubernetes binaries: etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, kube-proxy, kubectl, CoreDNS")?;
     let build = tokio::task::spawn_blocking(Binaries::ensure);
     let built = p
         .ticking(
-            "building them from their Go modules (cold: about 5 minutes on 2 cores)",
+            "building them from their Go modules (cold: about 10 minutes on 2 cores)",
             build,
         )
         .await?;
@@ -178,16 +181,41 @@ async fn binaries(p: &mut Progress<'_>) -> Result<PathBuf> {
     Ok(bin_dir)
 }
 
-/// Step 2: the cluster running in `dir`, else a new one there. Returns its
-/// state, a handle on it, and whether it was already running.
+/// Step 2: weft's images (proxy, injector, control, pause) and the node's
+/// (CoreDNS, busybox), as OCI archives; a no-op when nothing changed.
+async fn build_images(p: &mut Progress<'_>) -> Result<()> {
+    p.step("weft's images, as OCI archives (no Docker engine)")?;
+    let built = p
+        .ticking(
+            "cargo build --release --target x86_64-unknown-linux-musl, then weft-image (cold: about 10 minutes)",
+            images::build(),
+        )
+        .await??;
+    for image in &built {
+        p.note(format!(
+            "{:<42} {:>6.1} MB compressed{}",
+            image.name,
+            image.compressed_size as f64 / 1e6,
+            if image.reused { " (unchanged)" } else { "" }
+        ))?;
+    }
+    p.done(format!("in {}", images::images_dir().display()))
+}
+
+/// Step 3: the cluster running in `dir`, else a new one there with its
+/// node. Returns its state, a handle on it, and whether it was already
+/// running.
 async fn cluster(p: &mut Progress<'_>, dir: &Path) -> Result<(ClusterState, Cluster, bool)> {
-    p.step(format!("the local cluster in {}", dir.display()))?;
+    p.step(format!(
+        "the local cluster and its node, in {}",
+        dir.display()
+    ))?;
     let (state, reused) = match ClusterState::load(dir)? {
-        Some(s) if s.fully_running() => (s, true),
+        Some(s) if s.fully_running() && s.node => (s, true),
         Some(s) if !s.running().is_empty() => return Err(Error::NotRunning(s.dir)),
         _ => {
             let started = p.ticking(
-                "starting etcd, kube-apiserver, kube-controller-manager",
+                "starting etcd, kube-apiserver, kube-controller-manager, kube-scheduler, containerd, kubelet, kube-proxy and CoreDNS; importing the images",
                 state::up(dir),
             );
             (started.await??, false)
@@ -199,65 +227,46 @@ async fn cluster(p: &mut Progress<'_>, dir: &Path) -> Result<(ClusterState, Clus
     } else {
         "started"
     };
-    p.done(format!("{how} at {}", state.server))?;
+    p.done(format!(
+        "{how} at {}; node {} Ready",
+        state.server,
+        crate::node::config::NODE_NAME
+    ))?;
     Ok((state, cluster, reused))
 }
 
-/// Step 3: a fresh `weft-injector` beside the cluster, left running and
-/// recorded in `state`. Returns the webhook configuration that points at it.
-async fn injector(
-    p: &mut Progress<'_>,
-    cluster: &Cluster,
-    state: &mut ClusterState,
-    profile: Profile,
-) -> Result<Value> {
-    p.step("weft-injector, as a local process")?;
-    p.note("the cluster has no node to run weft's injector Deployment, so the real weft-injector binary runs here on loopback, with a certificate from weft-certs")?;
-    // A previous demo's injector serves an older build and certificate.
-    state.stop_injector()?;
-    let injector_dir = state.dir.join("injector");
-    let starting = Injector::start_detached(cluster, &injector_dir, profile, &[]);
-    let injector = p
-        .ticking(
-            "building (cargo build -p weft-injector) and starting it",
-            starting,
-        )
-        .await??;
-    let configuration = webhook::configuration(&injector, FailurePolicy::Ignore)?;
-    let url = injector.url();
-    let recorded = injector
-        .detach()
-        .ok_or_else(|| Error::Demo("weft-injector exited as it started".to_string()))?;
-    let (pid, log) = (recorded.pid, recorded.log.clone());
-    // Recorded at once, so `down` stops it even if a later step fails.
-    state.record_injector(recorded)?;
-    p.done(format!("pid {pid}, serving {url}, log {}", log.display()))?;
-    Ok(configuration)
-}
-
-/// Step 4: the webhook configuration applied and live. Returns the
-/// webhook's name.
-async fn register(
-    p: &mut Progress<'_>,
-    cluster: &Cluster,
-    configuration: &Value,
-) -> Result<String> {
-    let field = |v: &Value| v.as_str().unwrap_or_default().to_string();
-    let webhook = field(&configuration["webhooks"][0]["name"]);
-    p.step(format!(
-        "MutatingWebhookConfiguration {} (webhook {webhook}, failurePolicy {})",
-        field(&configuration["metadata"]["name"]),
-        field(&configuration["webhooks"][0]["failurePolicy"]),
+/// Step 4: `weft install | kubectl apply -f -`, until the injector and
+/// weft-control are Available and the API server calls the webhook through
+/// its Service. Returns the webhook's name.
+async fn install_weft(p: &mut Progress<'_>, cluster: &Cluster) -> Result<String> {
+    let args = install::install_args(&[]);
+    p.step(format!("weft {} | kubectl apply -f -", args.join(" ")))?;
+    p.note(format!(
+        "--registry {}: the images were imported into the node's containerd under that name; a real cluster keeps the default",
+        images::REGISTRY
     ))?;
-    p.note("rendered by weft-webhook-config, the source of `weft install`, with the URL of the local injector instead of the Service")?;
-    webhook::apply(cluster, configuration).await?;
     p.ticking(
-        "waiting until the API server calls it (a dry-run marker pod comes back injected)",
+        "building weft and applying its manifests",
+        install::apply(cluster, &[]),
+    )
+    .await??;
+    p.until(
+        "deployment/weft-injector and deployment/weft-control Available",
+        CONTROL_PLANE_READY,
+        || async {
+            install::wait_ready(cluster, std::time::Duration::from_secs(1))
+                .await
+                .map_err(|e| e.to_string())
+        },
+    )
+    .await?;
+    p.ticking(
+        "waiting until the API server calls the webhook (a dry-run marker pod comes back injected)",
         webhook::wait_live(cluster),
     )
     .await??;
-    p.done("the API server calls the injector")?;
-    Ok(webhook)
+    p.done("weft runs in namespace weft; the API server calls the injector through Service weft-injector")?;
+    Ok(weft_webhook_config::WEBHOOK_NAME.to_string())
 }
 
 /// How to use the cluster now, and how to stop it.
@@ -268,7 +277,6 @@ fn closing(
     dir: &Path,
     ns: &str,
 ) -> Result<()> {
-    p.line("Pods stay Pending: the local cluster has no node yet (a later issue gives it one); an admission webhook only needs the API server.")?;
     p.line(format!(
         "Point kubectl at the cluster (a kubectl of the same release is {}):",
         bin_dir.join("kubectl").display()
@@ -279,13 +287,7 @@ fn closing(
     ))?;
     p.line(format!("  export PATH={}:$PATH", bin_dir.display()))?;
     p.line(format!("  kubectl get pods -n {ns}"))?;
-    if let Some(injector) = &state.injector {
-        p.line(format!(
-            "weft-injector keeps running in the background (pid {}, log {}).",
-            injector.pid,
-            injector.log.display()
-        ))?;
-    }
+    p.line(format!("  kubectl logs -n {ns} deploy/web -c weft-proxy"))?;
     let default_dir = bins::crate_dir().join(".cluster");
     let same = std::fs::canonicalize(dir).ok() == std::fs::canonicalize(&default_dir).ok();
     let down = if same {
@@ -293,5 +295,5 @@ fn closing(
     } else {
         format!("make cluster-down E2E_CLUSTER_DIR={}", dir.display())
     };
-    p.line(format!("Stop the cluster and the injector: {down}"))
+    p.line(format!("Stop the cluster and its node: {down}"))
 }

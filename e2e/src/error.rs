@@ -96,6 +96,25 @@ pub enum Error {
         detail: String,
     },
 
+    /// Changing the host for the node (bridge, iptables, mounts) failed.
+    #[error("{what}: {detail}")]
+    Host {
+        /// The command or change.
+        what: String,
+        /// What it said.
+        detail: String,
+    },
+
+    /// Building an image archive failed.
+    #[error("building the node's images: {0}")]
+    Images(String),
+
+    /// Another node cluster holds the machine's single node.
+    #[error(
+        "another weft-e2e node runs on this machine (from {0}); stop it with `make cluster-down` (or end the test run that owns it) and start again"
+    )]
+    NodeBusy(PathBuf),
+
     /// A cluster is already running in the requested folder.
     #[error("a cluster is already running from {0} (run `make cluster-down` first)")]
     AlreadyRunning(PathBuf),

@@ -7,11 +7,37 @@ use std::path::Path;
 
 use crate::pki::{self, PkiFiles};
 
-/// The controllers the manager runs: enough for Deployments to make
-/// ReplicaSets and Pods, for namespaces to be deleted, and for every
-/// namespace to get its `default` service account.
-pub const CONTROLLERS: &str =
-    "deployment,replicaset,garbagecollector,namespace,serviceaccount,serviceaccount-token";
+/// The controllers the manager runs: Deployments make ReplicaSets and Pods,
+/// namespaces are deleted, and every namespace gets its `default` service
+/// account; and what a node's workloads need: Jobs and CronJobs,
+/// StatefulSets and DaemonSets, EndpointSlices for Services, the node's
+/// lifecycle (without it the node keeps its `not-ready` taint), the
+/// `kube-root-ca.crt` ConfigMap every pod's token volume mounts, pod GC,
+/// TTLs, and PodDisruptionBudgets.
+pub const CONTROLLERS: &str = "deployment,replicaset,garbagecollector,namespace,serviceaccount,\
+serviceaccount-token,job,cronjob,statefulset,daemonset,endpointslice,endpointslicemirroring,\
+nodelifecycle,root-ca-cert-publisher,podgc,ttl,ttl-after-finished,disruption";
+
+/// Where the API server listens: on loopback for a cluster without a node,
+/// or on the pod bridge's gateway, the one address pods can reach that
+/// exists only on this machine.
+#[derive(Debug, Clone, Copy)]
+pub enum Listen<'a> {
+    /// 127.0.0.1, no kubelet to talk to.
+    Loopback,
+    /// The bridge gateway, with the certificates to call the kubelet.
+    Node(&'a pki::NodeCerts),
+}
+
+impl Listen<'_> {
+    /// The address the API server binds and advertises.
+    pub fn address(&self) -> &'static str {
+        match self {
+            Listen::Loopback => "127.0.0.1",
+            Listen::Node(_) => crate::node::config::GATEWAY,
+        }
+    }
+}
 
 /// etcd with its data in `dir/etcd`, serving clients on `client_port`.
 pub fn etcd(dir: &Path, client_port: u16, peer_port: u16) -> Vec<String> {
@@ -32,7 +58,7 @@ pub fn etcd(dir: &Path, client_port: u16, peer_port: u16) -> Vec<String> {
     ]
 }
 
-/// kube-apiserver on 127.0.0.1:`port` backed by etcd on `etcd_port`.
+/// kube-apiserver on `listen`:`port` backed by etcd on `etcd_port`.
 pub fn apiserver(
     dir: &Path,
     pki: &PkiFiles,
@@ -40,11 +66,13 @@ pub fn apiserver(
     port: u16,
     audit_policy: &Path,
     audit_log: &Path,
+    listen: Listen<'_>,
 ) -> Vec<String> {
-    vec![
+    let address = listen.address();
+    let mut flags = vec![
         format!("--etcd-servers=http://127.0.0.1:{etcd_port}"),
-        "--bind-address=127.0.0.1".to_string(),
-        "--advertise-address=127.0.0.1".to_string(),
+        format!("--bind-address={address}"),
+        format!("--advertise-address={address}"),
         format!("--secure-port={port}"),
         format!("--cert-dir={}", dir.join("apiserver-certs").display()),
         format!("--tls-cert-file={}", pki.apiserver_cert.display()),
@@ -64,12 +92,40 @@ pub fn apiserver(
             pki.service_account_key.display()
         ),
         format!("--service-cluster-ip-range={}", pki::SERVICE_CIDR),
-        // The `kubernetes` Endpoints may not hold a loopback address.
-        "--endpoint-reconciler-type=none".to_string(),
         "--allow-privileged=true".to_string(),
         format!("--audit-policy-file={}", audit_policy.display()),
         format!("--audit-log-path={}", audit_log.display()),
         "--audit-log-format=json".to_string(),
+        "--profiling=false".to_string(),
+    ];
+    match listen {
+        // The `kubernetes` Endpoints may not hold a loopback address.
+        Listen::Loopback => flags.push("--endpoint-reconciler-type=none".to_string()),
+        Listen::Node(node) => flags.extend([
+            // logs, exec and port-forward: the API server calls the kubelet
+            // with its own client certificate and verifies the kubelet's.
+            format!("--kubelet-certificate-authority={}", pki.ca_cert.display()),
+            format!(
+                "--kubelet-client-certificate={}",
+                node.apiserver_kubelet_client_cert.display()
+            ),
+            format!(
+                "--kubelet-client-key={}",
+                node.apiserver_kubelet_client_key.display()
+            ),
+            "--kubelet-preferred-address-types=InternalIP".to_string(),
+        ]),
+    }
+    flags
+}
+
+/// kube-scheduler talking to the API server through `kubeconfig`.
+pub fn scheduler(kubeconfig: &Path) -> Vec<String> {
+    vec![
+        format!("--kubeconfig={}", kubeconfig.display()),
+        "--leader-elect=false".to_string(),
+        // Nothing scrapes it; not listening means no port to leak.
+        "--secure-port=0".to_string(),
         "--profiling=false".to_string(),
     ]
 }
@@ -99,18 +155,7 @@ mod tests {
     use super::*;
 
     fn pki() -> PkiFiles {
-        let p = |name: &str| Path::new("/pki").join(name);
-        PkiFiles {
-            ca_cert: p("ca.crt"),
-            apiserver_cert: p("apiserver.crt"),
-            apiserver_key: p("apiserver.key"),
-            admin_cert: p("admin.crt"),
-            admin_key: p("admin.key"),
-            controller_manager_cert: p("cm.crt"),
-            controller_manager_key: p("cm.key"),
-            service_account_key: p("sa.key"),
-            service_account_pub: p("sa.pub"),
-        }
+        PkiFiles::in_dir(Path::new("/pki"))
     }
 
     #[test]
@@ -118,7 +163,15 @@ mod tests {
         let dir = Path::new("/c");
         let flags: Vec<String> = etcd(dir, 1, 2)
             .into_iter()
-            .chain(apiserver(dir, &pki(), 1, 3, &dir.join("p"), &dir.join("a")))
+            .chain(apiserver(
+                dir,
+                &pki(),
+                1,
+                3,
+                &dir.join("p"),
+                &dir.join("a"),
+                Listen::Loopback,
+            ))
             .collect();
         let network = [
             "--listen",
@@ -147,6 +200,7 @@ mod tests {
             3,
             Path::new("/p"),
             Path::new("/a"),
+            Listen::Loopback,
         );
         for want in [
             "--authorization-mode=Node,RBAC",
@@ -172,8 +226,41 @@ mod tests {
             "garbagecollector",
             "namespace",
             "serviceaccount",
+            "job",
+            "endpointslice",
+            "nodelifecycle",
+            "root-ca-cert-publisher",
+            "podgc",
+            "ttl-after-finished",
         ] {
             assert!(controllers.split(',').any(|x| x == c), "missing {c}");
         }
+    }
+
+    #[test]
+    fn a_node_cluster_listens_on_the_bridge_and_verifies_the_kubelet() {
+        let pki = pki();
+        let flags = apiserver(
+            Path::new("/c"),
+            &pki,
+            1,
+            3,
+            Path::new("/p"),
+            Path::new("/a"),
+            Listen::Node(&pki.node),
+        );
+        for want in [
+            "--bind-address=10.89.0.1",
+            "--advertise-address=10.89.0.1",
+            "--kubelet-certificate-authority=/pki/ca.crt",
+            "--kubelet-client-certificate=/pki/apiserver-kubelet-client.crt",
+        ] {
+            assert!(flags.contains(&want.to_string()), "missing {want}");
+        }
+        assert!(
+            !flags
+                .iter()
+                .any(|f| f.starts_with("--endpoint-reconciler-type"))
+        );
     }
 }

@@ -22,10 +22,16 @@ pub struct Response {
 
 /// `GET path` from 127.0.0.1:`port`, within `timeout`.
 pub async fn get(port: u16, path: &str, timeout: Duration) -> Result<Response> {
-    let context = format!("GET http://127.0.0.1:{port}{path}");
+    get_from(SocketAddr::from((Ipv4Addr::LOCALHOST, port)), path, timeout).await
+}
+
+/// `GET path` from `addr` (a pod on the node's bridge, say), within
+/// `timeout`.
+pub async fn get_from(addr: SocketAddr, path: &str, timeout: Duration) -> Result<Response> {
+    let context = format!("GET http://{addr}{path}");
     let exchange = async {
-        let mut stream = TcpStream::connect(SocketAddr::from((Ipv4Addr::LOCALHOST, port))).await?;
-        let request = format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n\r\n");
+        let mut stream = TcpStream::connect(addr).await?;
+        let request = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n");
         stream.write_all(request.as_bytes()).await?;
         let mut bytes = Vec::new();
         stream.read_to_end(&mut bytes).await?;

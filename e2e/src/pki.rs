@@ -39,7 +39,43 @@ pub struct PkiFiles {
     pub service_account_key: PathBuf,
     /// Its public half, which the API server verifies tokens with.
     pub service_account_pub: PathBuf,
+    /// The node's certificates (kubelet, kube-proxy, scheduler, and the API
+    /// server's client for the kubelet).
+    pub node: NodeCerts,
 }
+
+/// The client and serving certificates of the node's components, each for
+/// the user the default RBAC policy or the Node authorizer expects.
+#[derive(Debug, Clone)]
+pub struct NodeCerts {
+    /// The kubelet's client certificate: `system:node:<node>` in group
+    /// `system:nodes`, which the Node authorizer and NodeRestriction limit
+    /// to its own node and pods.
+    pub kubelet_client_cert: PathBuf,
+    /// Its key.
+    pub kubelet_client_key: PathBuf,
+    /// The kubelet's serving certificate, for the node's address; the API
+    /// server verifies it with the cluster CA.
+    pub kubelet_serving_cert: PathBuf,
+    /// Its key.
+    pub kubelet_serving_key: PathBuf,
+    /// The API server's client certificate towards kubelets (logs, exec,
+    /// port-forward), bound to `system:kubelet-api-admin`.
+    pub apiserver_kubelet_client_cert: PathBuf,
+    /// Its key.
+    pub apiserver_kubelet_client_key: PathBuf,
+    /// kube-proxy's client certificate (`system:kube-proxy`).
+    pub kube_proxy_cert: PathBuf,
+    /// Its key.
+    pub kube_proxy_key: PathBuf,
+    /// kube-scheduler's client certificate (`system:kube-scheduler`).
+    pub scheduler_cert: PathBuf,
+    /// Its key.
+    pub scheduler_key: PathBuf,
+}
+
+/// The user the API server calls kubelets as.
+pub const APISERVER_KUBELET_CLIENT: &str = "kube-apiserver-kubelet-client";
 
 impl PkiFiles {
     /// The paths [`generate`] writes into `dir`.
@@ -54,6 +90,18 @@ impl PkiFiles {
             controller_manager_key: dir.join("controller-manager.key"),
             service_account_key: dir.join("sa.key"),
             service_account_pub: dir.join("sa.pub"),
+            node: NodeCerts {
+                kubelet_client_cert: dir.join("kubelet-client.crt"),
+                kubelet_client_key: dir.join("kubelet-client.key"),
+                kubelet_serving_cert: dir.join("kubelet-serving.crt"),
+                kubelet_serving_key: dir.join("kubelet-serving.key"),
+                apiserver_kubelet_client_cert: dir.join("apiserver-kubelet-client.crt"),
+                apiserver_kubelet_client_key: dir.join("apiserver-kubelet-client.key"),
+                kube_proxy_cert: dir.join("kube-proxy.crt"),
+                kube_proxy_key: dir.join("kube-proxy.key"),
+                scheduler_cert: dir.join("scheduler.crt"),
+                scheduler_key: dir.join("scheduler.key"),
+            },
         }
     }
 }
@@ -81,6 +129,8 @@ pub fn generate(dir: &Path) -> Result<PkiFiles> {
 
     let serving_names = vec![
         "127.0.0.1".to_string(),
+        // The node cluster's API server listens on the pod bridge's gateway.
+        crate::node::config::GATEWAY.to_string(),
         "localhost".to_string(),
         KUBERNETES_SERVICE_IP.to_string(),
         "kubernetes".to_string(),
@@ -117,6 +167,58 @@ pub fn generate(dir: &Path) -> Result<PkiFiles> {
     )?;
     write(&files.controller_manager_cert, &cert)?;
     write_secret(&files.controller_manager_key, &key)?;
+
+    let node = &files.node;
+    let node_name = crate::node::config::NODE_NAME;
+    let clients = [
+        (
+            format!("system:node:{node_name}"),
+            Some("system:nodes"),
+            &node.kubelet_client_cert,
+            &node.kubelet_client_key,
+        ),
+        (
+            APISERVER_KUBELET_CLIENT.to_string(),
+            None,
+            &node.apiserver_kubelet_client_cert,
+            &node.apiserver_kubelet_client_key,
+        ),
+        (
+            "system:kube-proxy".to_string(),
+            None,
+            &node.kube_proxy_cert,
+            &node.kube_proxy_key,
+        ),
+        (
+            "system:kube-scheduler".to_string(),
+            None,
+            &node.scheduler_cert,
+            &node.scheduler_key,
+        ),
+    ];
+    for (user, group, cert_path, key_path) in clients {
+        let (cert, key) = leaf(
+            &ca,
+            Vec::new(),
+            &user,
+            group,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        )?;
+        write(cert_path, &cert)?;
+        write_secret(key_path, &key)?;
+    }
+    let (cert, key) = leaf(
+        &ca,
+        vec![
+            crate::node::config::GATEWAY.to_string(),
+            node_name.to_string(),
+        ],
+        &format!("system:node:{node_name}"),
+        Some("system:nodes"),
+        ExtendedKeyUsagePurpose::ServerAuth,
+    )?;
+    write(&node.kubelet_serving_cert, &cert)?;
+    write_secret(&node.kubelet_serving_key, &key)?;
 
     let sa = KeyPair::generate()?;
     write_secret(&files.service_account_key, &sa.serialize_pem())?;

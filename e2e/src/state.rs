@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cluster::{Cluster, ClusterOptions};
 use crate::error::{Error, Result};
+use crate::node::{NodeFiles, Owner, host};
 use crate::ports;
 use crate::process::{self, Lifetime};
 
@@ -31,6 +32,9 @@ pub struct ClusterState {
     /// The `weft-injector` that `weft-e2e demo` left running, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub injector: Option<InjectorState>,
+    /// Whether the cluster has a node, whose host changes `down` undoes.
+    #[serde(default)]
+    pub node: bool,
 }
 
 /// A local `weft-injector` left running next to a detached cluster.
@@ -132,7 +136,8 @@ impl ClusterState {
     }
 }
 
-/// Starts a cluster in `dir` that outlives this process, and records it.
+/// Starts a cluster in `dir`, with its node, that outlives this process,
+/// and records it.
 pub async fn up(dir: &Path) -> Result<ClusterState> {
     if let Some(state) = ClusterState::load(dir)? {
         if !state.running().is_empty() {
@@ -143,16 +148,36 @@ pub async fn up(dir: &Path) -> Result<ClusterState> {
         if let Some(injector) = &state.injector {
             injector.stop();
         }
+        if state.node {
+            let dir = &state.dir;
+            let record = host::HostRecord::load(dir)?;
+            host::teardown(
+                dir,
+                &NodeFiles::new(dir).containerd_socket(),
+                record.as_ref(),
+            );
+            Owner::release(dir);
+        }
         remove_dir(dir)?;
     }
+    let images = crate::images::ensure().await?;
     let cluster = Cluster::start_with(ClusterOptions {
         dir: Some(dir.to_path_buf()),
         lifetime: Lifetime::Detached,
+        node: Some(crate::cluster::NodeOptions { images }),
         ..ClusterOptions::default()
     })
     .await?;
     let state = cluster.detach();
     state.save()?;
+    // The node now lives as long as its kubelet, not as this process.
+    if let Some(kubelet) = state.components.iter().find(|c| c.name == "kubelet") {
+        Owner {
+            dir: state.dir.clone(),
+            pid: kubelet.pid,
+        }
+        .save()?;
+    }
     Ok(state)
 }
 
@@ -171,6 +196,23 @@ pub fn down(dir: &Path) -> Result<bool> {
         // never signalled.
         if is_component(component.pid, &component.name) {
             process::stop_foreign(component.pid, Duration::from_secs(10));
+        }
+    }
+    if state.node {
+        // The recorded folder is absolute, as the shims' socket argument is.
+        let dir = &state.dir;
+        let record = host::HostRecord::load(dir)?;
+        let problems = host::teardown(
+            dir,
+            &NodeFiles::new(dir).containerd_socket(),
+            record.as_ref(),
+        );
+        Owner::release(dir);
+        if !problems.is_empty() {
+            return Err(Error::Host {
+                what: format!("putting the host back after the node in {}", dir.display()),
+                detail: problems.join("; "),
+            });
         }
     }
     let injector_ports = state.injector.iter().flat_map(|i| i.ports.iter());
@@ -232,6 +274,7 @@ mod tests {
                 log: dir.path().join("etcd.log"),
             }],
             ports: vec![1],
+            node: false,
             injector: Some(InjectorState {
                 pid: u32::MAX,
                 log: dir.path().join("weft-injector.log"),
@@ -294,6 +337,7 @@ mod tests {
             components: Vec::new(),
             ports: Vec::new(),
             injector: Some(previous),
+            node: false,
         };
         let next = InjectorState {
             pid: u32::MAX,

@@ -215,6 +215,20 @@ async fn up_and_down_leave_a_usable_cluster_then_nothing() {
     let pids: Vec<u32> = state.components.iter().map(|c| c.pid).collect();
     assert_nothing_left(&pids, &state.ports);
     assert!(!cluster_dir.exists(), "down removes the cluster folder");
+    // `up` starts the node too, and `down` puts the host back.
+    assert!(state.node, "up starts a node");
+    assert!(
+        weft_e2e::node::host::leftover_chains().is_empty(),
+        "down left iptables chains: {:?}",
+        weft_e2e::node::host::leftover_chains()
+    );
+    assert!(!weft_e2e::node::host::link_exists(
+        weft_e2e::node::config::BRIDGE
+    ));
+    assert!(
+        weft_e2e::node::Owner::load().is_none(),
+        "the node is still claimed"
+    );
 }
 
 fn owned_by(meta: &kube::api::ObjectMeta, kind: &str, name: &str) -> bool {

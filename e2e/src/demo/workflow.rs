@@ -13,14 +13,18 @@ use super::NewPod;
 use super::progress::Progress;
 use super::report::PodReport;
 use super::snapshot::{Snapshot, creation_by};
-use crate::audit;
+use k8s_openapi::api::apps::v1::Deployment;
+
 use crate::cluster::Cluster;
 use crate::error::{Error, Result};
 use crate::kubectl::Kubectl;
 use crate::webhook;
+use crate::{audit, install};
 
 /// How long controllers get to create pods (a busy 2-core machine is slow).
 const CONVERGE: Duration = Duration::from_secs(120);
+/// How long the restarted Deployments get to roll out on the node.
+const ROLLOUT: Duration = Duration::from_secs(240);
 /// How long the injector's namespace watch gets to see the annotation.
 const WATCH_SEEN: Duration = Duration::from_secs(60);
 
@@ -120,14 +124,16 @@ pub(super) async fn annotate(
 }
 
 /// Step 7: `kubectl rollout restart`, until each Deployment's new
-/// ReplicaSet has its pods. `before` are the pods from step 5. Returns the
-/// new pods and the namespace as it then is.
+/// ReplicaSet has its pods and every rollout is complete, its pods Ready
+/// (2/2: the app and weft-proxy). `before` are the pods from step 5.
+/// Returns the new pods, the namespace as it then is, and `kubectl get
+/// pods`' table.
 pub(super) async fn restart(
     p: &mut Progress<'_>,
     cluster: &Cluster,
     ns: &str,
     before: &[(String, bool)],
-) -> Result<(Vec<NewPod>, Snapshot)> {
+) -> Result<(Vec<NewPod>, Snapshot, String)> {
     let kubectl = cluster.kubectl();
     p.step(format!("kubectl rollout restart deploy -n {ns}"))?;
     let restarted = kubectl
@@ -168,6 +174,33 @@ pub(super) async fn restart(
             n.phase
         ))?;
     }
+    let deployments: kube::Api<Deployment> = kube::Api::namespaced(cluster.client(), ns);
+    let names: Vec<String> = deployments
+        .list(&Default::default())
+        .await?
+        .items
+        .into_iter()
+        .filter_map(|d| d.metadata.name)
+        .collect();
+    p.until(
+        "every rollout complete, each new pod READY 2/2",
+        ROLLOUT,
+        || {
+            let (deployments, names) = (&deployments, &names);
+            async move {
+                for name in names {
+                    install::deployment_complete(deployments, name).await?;
+                }
+                Ok(())
+            }
+        },
+    )
+    .await?;
+    let table = kubectl.run(&["get", "pods", "-n", ns]).await?.stdout;
+    p.done(format!("kubectl get pods -n {ns}"))?;
+    for line in table.lines() {
+        p.note(line)?;
+    }
     let snap = Snapshot::take(cluster.client(), ns)
         .await
         .map_err(Error::Demo)?;
@@ -191,7 +224,7 @@ pub(super) async fn restart(
             format!(" ({removed} scaled away by the Deployment controller)")
         }
     ))?;
-    Ok((new_pods, snap))
+    Ok((new_pods, snap, table))
 }
 
 /// Step 8: the audit record of `deployment`'s new pod, its stored form, and
