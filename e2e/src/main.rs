@@ -1,8 +1,8 @@
-//! `weft-e2e`: the local cluster for a person. `up` starts it in the
-//! background and prints how to point kubectl at it; `demo` (`make demo`)
-//! also runs weft's injector beside it and shows it at work on a sample app;
-//! `down` stops both; `status` says what runs; `bins` only builds the
-//! binaries.
+//! `weft-e2e`: the local cluster for a person. `up` starts it and its node
+//! in the background and prints how to point kubectl at it; `demo` (`make
+//! demo`) also installs weft in it and shows it at work on a sample app;
+//! `down` stops it all and puts the host back; `status` says what runs;
+//! `bins` and `images` only build.
 
 use std::path::PathBuf;
 
@@ -50,6 +50,9 @@ enum Command {
     Status,
     /// Build etcd, kube-apiserver, kube-controller-manager and kubectl.
     Bins,
+    /// Build the node's images (weft's, pause, CoreDNS, busybox) as OCI
+    /// archives in e2e/.images.
+    Images,
 }
 
 fn default_dir() -> PathBuf {
@@ -70,7 +73,11 @@ async fn main() -> anyhow::Result<()> {
                 state.server,
                 state.dir.display()
             );
-            println!("There is no node: pods stay Pending.");
+            println!(
+                "Node {} is Ready; weft's images are imported (weft install --registry {}).",
+                weft_e2e::node::config::NODE_NAME,
+                weft_e2e::images::REGISTRY
+            );
             println!(
                 "Point kubectl at it (kubectl from the same release is in {}):",
                 bin_dir.display()
@@ -131,13 +138,41 @@ async fn main() -> anyhow::Result<()> {
                         injector.url
                     );
                 }
-                println!("export KUBECONFIG={}", state.kubeconfig.display());
                 if running.len() != state.components.len() {
                     anyhow::bail!("the cluster in {} is not fully running", cli.dir.display());
                 }
+                if state.node {
+                    let kubectl = weft_e2e::Kubectl::new(
+                        &Binaries::in_dir(&Binaries::default_dir()).kubectl,
+                        &state.kubeconfig,
+                    );
+                    let nodes = kubectl
+                        .run(&["get", "nodes", "-o", "wide"])
+                        .await
+                        .context("kubectl get nodes")?;
+                    print!("\n{}", nodes.stdout);
+                }
+                println!("export KUBECONFIG={}", state.kubeconfig.display());
             }
             None => anyhow::bail!("no cluster in {}", cli.dir.display()),
         },
+        Command::Images => {
+            let started = tokio::time::Instant::now();
+            for image in weft_e2e::images::build().await? {
+                println!(
+                    "{:<42} {} {:>9} bytes compressed{}",
+                    image.name,
+                    image.manifest_digest,
+                    image.compressed_size,
+                    if image.reused { " (unchanged)" } else { "" }
+                );
+            }
+            println!(
+                "weft-e2e: images ready in {} ({:.1}s)",
+                weft_e2e::images::images_dir().display(),
+                started.elapsed().as_secs_f64()
+            );
+        }
         Command::Bins => {
             let bins = tokio::task::spawn_blocking(Binaries::ensure).await??;
             println!(
