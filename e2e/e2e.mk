@@ -7,10 +7,11 @@
 #   make cluster-down  stop everything, put the host back, remove e2e/.cluster
 #   make test-e2e      the end-to-end suites (they start their own clusters)
 #   make bench-e2e     webhook latency through the API server (docs/benchmarks.md)
+#   make bench-node    the node's figures: start-up, rollout restart to 2/2, images, memory
 E2E_CLUSTER_DIR ?= $(CURDIR)/e2e/.cluster
 E2E_RUN = $(CARGO) run -q -p weft-e2e --bin weft-e2e -- --dir $(E2E_CLUSTER_DIR)
 
-.PHONY: e2e-bins images cluster-up cluster-down cluster-status test-e2e bench-e2e
+.PHONY: e2e-bins images cluster-up cluster-down cluster-status test-e2e bench-e2e bench-node
 
 e2e-bins:
 	bash e2e/go/build.sh
@@ -32,3 +33,6 @@ test-e2e: e2e-bins
 
 bench-e2e: e2e-bins
 	$(CARGO) bench -p weft-e2e --bench webhook_latency
+
+bench-node: deps e2e-bins images
+	$(CARGO) bench -p weft-e2e --bench node_figures

@@ -20,6 +20,11 @@ pub const REGISTRY: &str = weft_image::weft::DEFAULT_REGISTRY;
 /// The tag of weft's own images: the workspace version.
 pub const TAG: &str = weft_image::weft::WEFT_TAG;
 
+/// The demo app's image (`examples/emojivoto`): one binary, four roles.
+pub fn emojivoto_image() -> String {
+    weft_image::weft::image_name(REGISTRY, "emojivoto", TAG)
+}
+
 /// The busybox image test workloads run (`busybox httpd`, `wget`, `sh`).
 pub const BUSYBOX_IMAGE: &str = "localhost/weft/busybox:1.35";
 
@@ -64,12 +69,40 @@ fn build_blocking() -> Result<Vec<WrittenImage>> {
         weft_image::write_weft_images(&bins_dir, &dir, REGISTRY, TAG).map_err(image_err)?;
     let cluster_bins = Binaries::ensure()?;
     for (file, spec) in [
+        (
+            "emojivoto.tar",
+            emojivoto_spec(&bins_dir.join("emojivoto"))?,
+        ),
         ("coredns.tar", coredns_spec(&cluster_bins.coredns)?),
         ("busybox.tar", busybox_spec()?),
     ] {
         images.push(write_archive_if_changed(&spec, &dir.join(file)).map_err(image_err)?);
     }
     Ok(images)
+}
+
+/// The emojivoto-compatible demo app, as a non-root user.
+fn emojivoto_spec(binary: &Path) -> Result<ImageSpec> {
+    let mut layer = Layer::new();
+    let mut add = |e: Entry| {
+        layer
+            .add(e)
+            .map(|_| ())
+            .map_err(|e| Error::Images(e.to_string()))
+    };
+    add(Entry::dir("/etc", 0o755))?;
+    add(Entry::dir("/tmp", 0o1777))?;
+    add(Entry::host_file("/usr/bin/emojivoto", 0o755, binary))?;
+    Ok(ImageSpec {
+        name: emojivoto_image(),
+        layers: vec![layer],
+        entrypoint: vec!["/usr/bin/emojivoto".to_string()],
+        cmd: Vec::new(),
+        env: vec![weft_image::weft::PATH_ENV.to_string()],
+        user: "65532:65532".to_string(),
+        workdir: String::new(),
+        labels: Default::default(),
+    })
 }
 
 /// CoreDNS from `e2e/go/coredns` (a static Go binary), as the node's DNS.

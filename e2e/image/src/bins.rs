@@ -1,6 +1,7 @@
 //! The binaries weft's images carry, built static so the images need no
-//! libc: `weft-proxy`, `weft-injector` and `weft-control` for Rust's musl
-//! target, and our own `pause` from `pause/pause.c`.
+//! libc: `weft-proxy`, `weft-injector`, `weft-control` and the demo app's
+//! `emojivoto` for Rust's musl target, and our own `pause` from
+//! `pause/pause.c`.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -12,9 +13,16 @@ use crate::error::{ImageError, Result, io};
 /// The Rust target of the shipped binaries.
 pub const MUSL_TARGET: &str = "x86_64-unknown-linux-musl";
 
-/// The workspace packages built for the images; each has one binary of
-/// the same name.
-pub const RUST_BINARIES: [&str; 3] = ["weft-proxy", "weft-injector", "weft-control"];
+/// The workspace packages built for the images, each with its binary.
+pub const RUST_PACKAGES: [(&str, &str); 4] = [
+    ("weft-proxy", "weft-proxy"),
+    ("weft-injector", "weft-injector"),
+    ("weft-control", "weft-control"),
+    ("weft-emojivoto", "emojivoto"),
+];
+
+/// The binaries of [`RUST_PACKAGES`].
+pub const RUST_BINARIES: [&str; 4] = ["weft-proxy", "weft-injector", "weft-control", "emojivoto"];
 
 /// The pause binary's file name.
 pub const PAUSE_BINARY: &str = "pause";
@@ -33,7 +41,8 @@ pub fn workspace_root() -> PathBuf {
 /// paths there.
 ///
 /// Runs `cargo build --release --target x86_64-unknown-linux-musl -p
-/// weft-proxy -p weft-injector -p weft-control --bins` in `workspace`, with
+/// weft-proxy -p weft-injector -p weft-control -p weft-emojivoto --bins` in
+/// `workspace`, with
 /// cargo's own output on this process's stderr. ring compiles C, which for
 /// musl needs a musl C compiler: `musl-gcc` is used when it is on `PATH`
 /// (apt package `musl-tools`) and `CC_x86_64_unknown_linux_musl` is unset.
@@ -45,7 +54,7 @@ pub fn build_static_bins(workspace: &Path, out: &Path) -> Result<Vec<PathBuf>> {
         // JSON on stdout names each binary's path whatever the target
         // folder is; diagnostics stay readable on stderr.
         .arg("--message-format=json-render-diagnostics");
-    for package in RUST_BINARIES {
+    for (package, _) in RUST_PACKAGES {
         cmd.args(["-p", package]);
     }
     // Run from a test or `cargo run`, this process has the variables cargo

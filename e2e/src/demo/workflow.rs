@@ -182,14 +182,28 @@ pub(super) async fn restart(
         .into_iter()
         .filter_map(|d| d.metadata.name)
         .collect();
+    let pods: kube::Api<Pod> = kube::Api::namespaced(cluster.client(), ns);
     p.until(
-        "every rollout complete, each new pod READY 2/2",
+        "every rollout complete and the old pods gone, each new pod READY 2/2",
         ROLLOUT,
         || {
-            let (deployments, names) = (&deployments, &names);
+            let (deployments, names, pods) = (&deployments, &names, &pods);
             async move {
                 for name in names {
                     install::deployment_complete(deployments, name).await?;
+                }
+                // `kubectl get pods` lists an old pod until it is deleted.
+                let listed = pods
+                    .list(&Default::default())
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let old = listed
+                    .items
+                    .iter()
+                    .filter(|p| p.metadata.deletion_timestamp.is_some() || !webhook::is_injected(p))
+                    .count();
+                if old > 0 {
+                    return Err(format!("{old} old pod(s) still listed"));
                 }
                 Ok(())
             }

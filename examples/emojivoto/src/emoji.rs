@@ -1,5 +1,6 @@
-//! The emoji catalogue: the 100 emoji the public emojivoto sample offers,
-//! in its order, as (shortcode, unicode).
+//! The emoji catalogue: the 99 emoji the public emojivoto sample offers
+//! (its list is called "top 100"; `:relaxed:` left it), in its order, as
+//! (shortcode, unicode).
 //!
 //! The order matters to clients that show the list as the sample does
 //! (`:doughnut:` third); the unicode strings are written as escapes so the
@@ -22,7 +23,7 @@ const fn e(shortcode: &'static str, unicode: &'static str) -> Emoji {
 }
 
 /// Every emoji, in the sample's order.
-pub const ALL: [Emoji; 100] = [
+pub const ALL: [Emoji; 99] = [
     e(":joy:", "\u{1F602}"),
     e(":sunglasses:", "\u{1F60E}"),
     e(":doughnut:", "\u{1F369}"),
@@ -44,7 +45,10 @@ pub const ALL: [Emoji; 100] = [
     e(":older_man:", "\u{1F474}"),
     e(":policeman:", "\u{1F46E}\u{200D}\u{2642}\u{FE0F}"),
     e(":guardsman:", "\u{1F482}\u{200D}\u{2642}\u{FE0F}"),
-    e(":construction_worker_man:", "\u{1F477}\u{200D}\u{2642}\u{FE0F}"),
+    e(
+        ":construction_worker_man:",
+        "\u{1F477}\u{200D}\u{2642}\u{FE0F}",
+    ),
     e(":prince:", "\u{1F934}"),
     e(":princess:", "\u{1F478}"),
     e(":man_in_tuxedo:", "\u{1F935}"),
@@ -69,7 +73,10 @@ pub const ALL: [Emoji; 100] = [
     e(":skier:", "\u{26F7}\u{FE0F}"),
     e(":golfing_man:", "\u{1F3CC}\u{FE0F}\u{200D}\u{2642}\u{FE0F}"),
     e(":surfing_man:", "\u{1F3C4}\u{200D}\u{2642}\u{FE0F}"),
-    e(":basketball_man:", "\u{26F9}\u{FE0F}\u{200D}\u{2642}\u{FE0F}"),
+    e(
+        ":basketball_man:",
+        "\u{26F9}\u{FE0F}\u{200D}\u{2642}\u{FE0F}",
+    ),
     e(":biking_man:", "\u{1F6B4}\u{200D}\u{2642}\u{FE0F}"),
     e(":point_up_2:", "\u{1F446}"),
     e(":vulcan_salute:", "\u{1F596}"),
@@ -161,7 +168,7 @@ mod tests {
     fn the_sample_order_holds() {
         assert_eq!(ALL[0].shortcode, ":joy:");
         assert_eq!(ALL[2].shortcode, DOUGHNUT);
-        assert_eq!(ALL[99].shortcode, ":poop:");
+        assert_eq!(ALL[98].shortcode, ":poop:");
     }
 
     #[test]

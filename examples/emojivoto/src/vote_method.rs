@@ -65,7 +65,10 @@ mod tests {
         for (shortcode, method) in [
             (":doughnut:", "VoteDoughnut"),
             (":poop:", "VotePoop"),
-            (":stuck_out_tongue_winking_eye:", "VoteStuckOutTongueWinkingEye"),
+            (
+                ":stuck_out_tongue_winking_eye:",
+                "VoteStuckOutTongueWinkingEye",
+            ),
             (":point_up_2:", "VotePointUp2"),
             (":cat2:", "VoteCat2"),
             (":100:", "Vote100"),
@@ -80,10 +83,24 @@ mod tests {
 
     #[test]
     fn not_shortcodes() {
-        for text in ["", "::", "doughnut", ":doughnut", ":Doughnut:", ":a b:", ":é:"] {
+        for text in [
+            "",
+            "::",
+            "doughnut",
+            ":doughnut",
+            ":Doughnut:",
+            ":a b:",
+            ":é:",
+        ] {
             assert_eq!(method_for(text), None, "{text:?}");
         }
-        for method in ["Results", "Vote", "VoteDonut", "voteDoughnut", "VoteDoughnut2"] {
+        for method in [
+            "Results",
+            "Vote",
+            "VoteDonut",
+            "voteDoughnut",
+            "VoteDoughnut2",
+        ] {
             assert_eq!(shortcode_for(method), None, "{method:?}");
         }
     }
