@@ -56,13 +56,7 @@ async fn main() -> anyhow::Result<()> {
         .run(&["apply", "-f", &manifest.display().to_string()])
         .await?;
     let deployments: Api<Deployment> = Api::namespaced(cluster.client(), NS);
-    let names: Vec<String> = deployments
-        .list(&Default::default())
-        .await?
-        .items
-        .into_iter()
-        .filter_map(|d| d.metadata.name)
-        .collect();
+    let names = install::deployment_names(&deployments).await?;
     all_complete(&deployments, &names).await?;
     kubectl
         .run(&[

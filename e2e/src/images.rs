@@ -81,51 +81,51 @@ fn build_blocking() -> Result<Vec<WrittenImage>> {
     Ok(images)
 }
 
-/// The emojivoto-compatible demo app, as a non-root user.
-fn emojivoto_spec(binary: &Path) -> Result<ImageSpec> {
+/// One layer of `/etc` (runc mounts resolv.conf and hosts there), a
+/// sticky `/tmp`, and `entries`.
+fn layer_with(entries: Vec<Entry>) -> Result<Layer> {
     let mut layer = Layer::new();
-    let mut add = |e: Entry| {
-        layer
-            .add(e)
-            .map(|_| ())
-            .map_err(|e| Error::Images(e.to_string()))
-    };
-    add(Entry::dir("/etc", 0o755))?;
-    add(Entry::dir("/tmp", 0o1777))?;
-    add(Entry::host_file("/usr/bin/emojivoto", 0o755, binary))?;
+    for e in [Entry::dir("/etc", 0o755), Entry::dir("/tmp", 0o1777)]
+        .into_iter()
+        .chain(entries)
+    {
+        layer.add(e).map_err(|e| Error::Images(e.to_string()))?;
+    }
+    Ok(layer)
+}
+
+/// An image of one static binary at `path`, run as `user`.
+fn binary_image(name: String, binary: &Path, path: &str, user: &str) -> Result<ImageSpec> {
     Ok(ImageSpec {
-        name: emojivoto_image(),
-        layers: vec![layer],
-        entrypoint: vec!["/usr/bin/emojivoto".to_string()],
+        name,
+        layers: vec![layer_with(vec![Entry::host_file(path, 0o755, binary)])?],
+        entrypoint: vec![path.to_string()],
         cmd: Vec::new(),
         env: vec![weft_image::weft::PATH_ENV.to_string()],
-        user: "65532:65532".to_string(),
+        user: user.to_string(),
         workdir: String::new(),
         labels: Default::default(),
     })
 }
 
+/// The emojivoto-compatible demo app, as a non-root user.
+fn emojivoto_spec(binary: &Path) -> Result<ImageSpec> {
+    binary_image(
+        emojivoto_image(),
+        binary,
+        "/usr/bin/emojivoto",
+        "65532:65532",
+    )
+}
+
 /// CoreDNS from `e2e/go/coredns` (a static Go binary), as the node's DNS.
 fn coredns_spec(binary: &Path) -> Result<ImageSpec> {
-    let mut layer = Layer::new();
-    let add = |layer: &mut Layer, e: Entry| {
-        layer
-            .add(e)
-            .map(|_| ())
-            .map_err(|e| Error::Images(e.to_string()))
-    };
-    add(&mut layer, Entry::dir("/etc", 0o755))?;
-    add(&mut layer, Entry::host_file("/coredns", 0o755, binary))?;
-    Ok(ImageSpec {
-        name: crate::node::addons::COREDNS_IMAGE.to_string(),
-        layers: vec![layer],
-        entrypoint: vec!["/coredns".to_string()],
-        cmd: Vec::new(),
-        env: vec![weft_image::weft::PATH_ENV.to_string()],
-        user: "65532:65532".to_string(),
-        workdir: String::new(),
-        labels: Default::default(),
-    })
+    binary_image(
+        crate::node::addons::COREDNS_IMAGE.to_string(),
+        binary,
+        "/coredns",
+        "65532:65532",
+    )
 }
 
 /// The applets test workloads use, as links to the one static binary.
@@ -152,25 +152,27 @@ fn busybox_spec() -> Result<ImageSpec> {
             "install Debian's busybox-static instead of busybox (apt-get install busybox-static)"
                 .to_string(),
     })?;
-    let mut layer = Layer::new();
-    let mut add = |e: Entry| {
-        layer
-            .add(e)
-            .map(|_| ())
-            .map_err(|e| Error::Images(e.to_string()))
-    };
-    add(Entry::dir("/etc", 0o755))?;
-    add(Entry::dir("/tmp", 0o1777))?;
-    add(Entry::host_file("/bin/busybox", 0o755, busybox))?;
-    for applet in BUSYBOX_APPLETS {
-        add(Entry::symlink(&format!("/bin/{applet}"), "busybox"))?;
-    }
-    add(Entry::file("/www/index.html", 0o644, "weft e2e\n"))?;
-    add(Entry::file(
+    let mut entries = vec![Entry::host_file("/bin/busybox", 0o755, busybox)];
+    entries.extend(
+        BUSYBOX_APPLETS
+            .iter()
+            .map(|applet| Entry::symlink(&format!("/bin/{applet}"), "busybox")),
+    );
+    entries.push(Entry::file(
+        "/www/index.html",
+        0o644,
+        "weft e2e
+",
+    ));
+    entries.push(Entry::file(
         "/www/cgi-bin/pod",
         0o755,
-        "#!/bin/sh\nprintf 'Content-Type: text/plain\\r\\n\\r\\n'\nhostname\n",
-    ))?;
+        "#!/bin/sh
+printf 'Content-Type: text/plain\r\n\r\n'
+hostname
+",
+    ));
+    let layer = layer_with(entries)?;
     Ok(ImageSpec {
         name: BUSYBOX_IMAGE.to_string(),
         layers: vec![layer],

@@ -74,6 +74,29 @@ pub async fn wait_ready(cluster: &Cluster, timeout: Duration) -> Result<()> {
     Ok(())
 }
 
+/// The names of the Deployments `api` lists.
+pub async fn deployment_names(api: &kube::Api<Deployment>) -> Result<Vec<String>> {
+    Ok(api
+        .list(&Default::default())
+        .await?
+        .items
+        .into_iter()
+        .filter_map(|d| d.metadata.name)
+        .collect())
+}
+
+/// Ok when every one of `names` is rolled out ([`deployment_complete`]);
+/// the first one's reason otherwise.
+pub async fn rollouts_complete<S: AsRef<str>>(
+    api: &kube::Api<Deployment>,
+    names: &[S],
+) -> std::result::Result<(), String> {
+    for name in names {
+        deployment_complete(api, name.as_ref()).await?;
+    }
+    Ok(())
+}
+
 /// Ok when the Deployment's newest ReplicaSet is fully rolled out and
 /// available; the reason otherwise.
 pub async fn deployment_complete(

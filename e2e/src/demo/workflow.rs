@@ -175,13 +175,7 @@ pub(super) async fn restart(
         ))?;
     }
     let deployments: kube::Api<Deployment> = kube::Api::namespaced(cluster.client(), ns);
-    let names: Vec<String> = deployments
-        .list(&Default::default())
-        .await?
-        .items
-        .into_iter()
-        .filter_map(|d| d.metadata.name)
-        .collect();
+    let names = install::deployment_names(&deployments).await?;
     let pods: kube::Api<Pod> = kube::Api::namespaced(cluster.client(), ns);
     p.until(
         "every rollout complete and the old pods gone, each new pod READY 2/2",
@@ -189,9 +183,7 @@ pub(super) async fn restart(
         || {
             let (deployments, names, pods) = (&deployments, &names, &pods);
             async move {
-                for name in names {
-                    install::deployment_complete(deployments, name).await?;
-                }
+                install::rollouts_complete(deployments, names).await?;
                 // `kubectl get pods` lists an old pod until it is deleted.
                 let listed = pods
                     .list(&Default::default())
