@@ -346,6 +346,13 @@ async fn require_identity_refuses_plaintext_but_not_mesh_tls() -> TestResult {
             .is_err(),
         "plaintext was served"
     );
+    // The refused client never reached the application: the proxy
+    // authenticates before it connects.
+    assert_eq!(
+        app.connections.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "the application saw a connection from a refused client"
+    );
     // Through the client pod's proxy: mesh TLS, served.
     let mut h1 = h1_client(mesh.client.outbound).await?;
     let response = h1.send_request(request("GET", "/status/200", "")?).await?;

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use tokio::net::TcpStream;
 
 use super::Shared;
-use super::connect::Connector;
+use super::connect::{Connector, Dial};
 use super::context::{ConnContext, Direction, Protocol, TlsStatus};
 use super::detect::{self, Detection};
 use super::http;
@@ -39,8 +39,15 @@ pub async fn handle(mut stream: TcpStream, mut ctx: ConnContext, shared: Arc<Sha
 
     // Connect upstream now: a server that speaks first is heard during
     // detection, and an HTTP client's first request finds the connection up.
+    // Unless identity is required: then the application sees no connection
+    // until the client has proved who it is (the mesh starts the dial).
     let connector = Connector::new(ctx.target, shared.connect_timeout, tls);
-    let dial = connector.dial();
+    let authenticate_first = inbound_mesh && mesh.as_ref().is_some_and(|m| m.requires_identity());
+    let dial = if authenticate_first {
+        Dial::Deferred(connector.clone())
+    } else {
+        connector.dial()
+    };
     let (detection, dial) = if opaque {
         let detection = Detection {
             protocol: Protocol::Opaque,

@@ -21,6 +21,10 @@ pub type Connecting = Pin<Box<dyn Future<Output = io::Result<UpstreamIo>> + Send
 
 /// Where the upstream connection stands.
 pub enum Dial {
+    /// Not started: the client must prove who it is first (inbound with
+    /// `require-identity`), so the application sees no connection from a
+    /// client that is then refused.
+    Deferred(Connector),
     /// The handshake has not finished yet.
     Connecting(Connecting),
     /// Connected.
@@ -35,9 +39,18 @@ impl Dial {
         Connector::new(target, timeout, None).dial()
     }
 
-    /// Waits for the attempt to finish.
-    pub async fn finish(self) -> io::Result<UpstreamIo> {
+    /// Starts a deferred attempt; any other state is returned as it is.
+    pub fn started(self) -> Self {
         match self {
+            Self::Deferred(connector) => connector.dial(),
+            other => other,
+        }
+    }
+
+    /// Waits for the attempt to finish (starting a deferred one).
+    pub async fn finish(self) -> io::Result<UpstreamIo> {
+        match self.started() {
+            Self::Deferred(_) => Err(io::Error::other("a deferred dial did not start")),
             Self::Connecting(connecting) => connecting.await,
             Self::Connected(stream) => Ok(stream),
             Self::Failed(e) => Err(e),

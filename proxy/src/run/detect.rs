@@ -146,10 +146,12 @@ where
 {
     let deadline = tokio::time::sleep(timeouts.quiet);
     tokio::pin!(deadline);
-    let (mut connecting, mut stream, mut failed) = match dial {
-        Dial::Connecting(c) => (Some(c), None, None),
-        Dial::Connected(s) => (None, Some(s), None),
-        Dial::Failed(e) => (None, None, Some(e)),
+    // A deferred dial stays deferred: only the client is listened to.
+    let (mut connecting, mut stream, mut failed, deferred) = match dial {
+        Dial::Deferred(c) => (None, None, None, Some(c)),
+        Dial::Connecting(c) => (Some(c), None, None, None),
+        Dial::Connected(s) => (None, Some(s), None, None),
+        Dial::Failed(e) => (None, None, Some(e), None),
     };
     let mut client_buf = BytesMut::with_capacity(1024);
     let mut server_buf = BytesMut::new();
@@ -216,11 +218,12 @@ where
             () = &mut deadline => break (Protocol::Opaque, "detection timeout"),
         }
     };
-    let dial = match (connecting, stream, failed) {
-        (Some(c), _, _) => Dial::Connecting(c),
-        (None, Some(s), _) => Dial::Connected(s),
-        (None, None, Some(e)) => Dial::Failed(e),
-        (None, None, None) => Dial::Failed(io::Error::other("upstream connection lost")),
+    let dial = match (deferred, connecting, stream, failed) {
+        (Some(c), ..) => Dial::Deferred(c),
+        (None, Some(c), _, _) => Dial::Connecting(c),
+        (None, None, Some(s), _) => Dial::Connected(s),
+        (None, None, None, Some(e)) => Dial::Failed(e),
+        (None, None, None, None) => Dial::Failed(io::Error::other("upstream connection lost")),
     };
     let detection = Detection {
         protocol,

@@ -150,6 +150,12 @@ impl Mesh {
         self.store.certified().await;
     }
 
+    /// Whether inbound clients must present a mesh identity
+    /// (`config.weft.dev/require-identity`).
+    pub fn requires_identity(&self) -> bool {
+        self.require_identity
+    }
+
     /// The proxy's identity and certificate.
     pub fn store(&self) -> &Arc<IdentityStore> {
         &self.store
@@ -296,6 +302,9 @@ impl Mesh {
         ctx.tls = TlsStatus::Mesh;
         ctx.peer_labels = self.labeler.labels(Direction::Inbound, Some(&id), &[]);
         ctx.peer_identity = Some(id.to_string());
+        // The client is authenticated: only now may the application see a
+        // connection (with require-identity the dial waited until here).
+        let dial = dial.started();
         let mut client = ClientIo::Mesh(Box::new(tls));
         // The first pass already decided opaque when the application spoke
         // before the ClientHello: its greeting is waiting in `first`.
