@@ -448,13 +448,7 @@ impl Cluster {
         }
         let dir = self.dir().to_path_buf();
         let record = node::host::HostRecord::load(&dir).ok().flatten();
-        let problems = node::host::teardown(
-            &dir,
-            &node::NodeFiles::new(&dir).containerd_socket(),
-            record.as_ref(),
-        );
-        node::Owner::release(&dir);
-        problems
+        node::put_back(&dir, record.as_ref())
     }
 }
 

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cluster::{Cluster, ClusterOptions};
 use crate::error::{Error, Result};
-use crate::node::{NodeFiles, Owner, host};
+use crate::node::{self, Owner, host};
 use crate::ports;
 use crate::process::{self, Lifetime};
 
@@ -151,12 +151,7 @@ pub async fn up(dir: &Path) -> Result<ClusterState> {
         if state.node {
             let dir = &state.dir;
             let record = host::HostRecord::load(dir)?;
-            host::teardown(
-                dir,
-                &NodeFiles::new(dir).containerd_socket(),
-                record.as_ref(),
-            );
-            Owner::release(dir);
+            node::put_back(dir, record.as_ref());
         }
         remove_dir(dir)?;
     }
@@ -202,12 +197,7 @@ pub fn down(dir: &Path) -> Result<bool> {
         // The recorded folder is absolute, as the shims' socket argument is.
         let dir = &state.dir;
         let record = host::HostRecord::load(dir)?;
-        let problems = host::teardown(
-            dir,
-            &NodeFiles::new(dir).containerd_socket(),
-            record.as_ref(),
-        );
-        Owner::release(dir);
+        let problems = node::put_back(dir, record.as_ref());
         if !problems.is_empty() {
             return Err(Error::Host {
                 what: format!("putting the host back after the node in {}", dir.display()),

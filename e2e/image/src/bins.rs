@@ -176,15 +176,7 @@ pub fn build_pause(out: &Path) -> Result<PathBuf> {
     // The source is scratch whatever the outcome.
     let _ = std::fs::remove_file(&source);
     let output = output?;
-    if !output.status.success() {
-        return Err(ImageError::CommandFailed {
-            program,
-            status: output.status,
-            stderr: String::from_utf8_lossy(&output.stderr)
-                .trim_end()
-                .to_owned(),
-        });
-    }
+    succeeded(program, &output)?;
     ensure_static(&partial)?;
     let to = out.join(PAUSE_BINARY);
     std::fs::rename(&partial, &to).map_err(io(format!("renaming {}", partial.display())))?;
@@ -197,6 +189,20 @@ pub fn build_all(workspace: &Path, out: &Path) -> Result<Vec<PathBuf>> {
     let mut bins = build_static_bins(workspace, out)?;
     bins.push(build_pause(out)?);
     Ok(bins)
+}
+
+/// An error naming `program` and its stderr unless it exited 0.
+fn succeeded(program: String, output: &std::process::Output) -> Result<()> {
+    if output.status.success() {
+        return Ok(());
+    }
+    Err(ImageError::CommandFailed {
+        program,
+        status: output.status,
+        stderr: String::from_utf8_lossy(&output.stderr)
+            .trim_end()
+            .to_owned(),
+    })
 }
 
 /// The first executable file called `program` in a `PATH` folder.
@@ -228,15 +234,7 @@ fn strip_debug(from: &Path, to: &Path) -> Result<()> {
         program: format!("{program} (apt package binutils)"),
         source,
     })?;
-    if !output.status.success() {
-        return Err(ImageError::CommandFailed {
-            program,
-            status: output.status,
-            stderr: String::from_utf8_lossy(&output.stderr)
-                .trim_end()
-                .to_owned(),
-        });
-    }
+    succeeded(program, &output)?;
     std::fs::rename(&partial, to).map_err(io(format!("renaming {}", partial.display())))
 }
 

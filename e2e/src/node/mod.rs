@@ -281,6 +281,15 @@ impl Cluster {
     }
 }
 
+/// Puts the host back after the node of cluster folder `dir` ([`host::teardown`]
+/// with its containerd socket and `record`) and releases the machine's node
+/// if `dir` held it. Returns what could not be undone.
+pub fn put_back(dir: &Path, record: Option<&host::HostRecord>) -> Vec<String> {
+    let problems = host::teardown(dir, &NodeFiles::new(dir).containerd_socket(), record);
+    Owner::release(dir);
+    problems
+}
+
 /// Whether a Node reports `Ready=True`.
 pub fn node_ready(node: &Node) -> bool {
     node.status

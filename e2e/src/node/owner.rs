@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::{NodeFiles, host};
+use super::host;
 use crate::error::{Error, Result};
 use crate::process;
 
@@ -54,10 +54,8 @@ impl Owner {
             }
             if previous.dir != dir {
                 // A node whose owner died: put the host back before reuse.
-                let files = NodeFiles::new(&previous.dir);
                 let record = host::HostRecord::load(&previous.dir).ok().flatten();
-                let problems =
-                    host::teardown(&previous.dir, &files.containerd_socket(), record.as_ref());
+                let problems = super::put_back(&previous.dir, record.as_ref());
                 if !problems.is_empty() {
                     eprintln!(
                         "weft-e2e: cleaning up the node left by {}: {}",
