@@ -6,6 +6,7 @@
 //! comes in a later issue.
 #![forbid(unsafe_code)]
 pub mod await_ready;
+pub mod balance;
 pub mod destination;
 pub mod identity;
 pub mod init;

@@ -1,8 +1,10 @@
 //! Destination's answer for one address (a line of `GET /v1/watch?addr=IP:PORT`),
 //! and what the proxy keeps of it: the identity to demand, whether the
-//! port is opaque, and the peer workload's metric labels.
+//! port is opaque, and the peer workload's metric labels; for a Service's
+//! ClusterIP, the same for each of its ready endpoints.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::str::FromStr;
 use std::sync::Arc;
 
@@ -13,6 +15,9 @@ use weft_certs::SpiffeId;
 pub const MAX_LABELS: usize = 16;
 /// Longest label value kept (a DNS subdomain, the longest Kubernetes name).
 pub const MAX_LABEL_VALUE: usize = 253;
+/// At most this many endpoints are kept from one Service answer
+/// (destination sends at most as many).
+pub const MAX_ENDPOINTS: usize = 1_000;
 
 /// The JSON destination answers with (fields the proxy does not use, such
 /// as `addr` and `proxy_port`, are ignored).
@@ -29,6 +34,47 @@ pub struct Answer {
     /// Metric labels for the peer (`dst_namespace`, `dst_pod`, ...).
     #[serde(default)]
     pub labels: Option<BTreeMap<String, String>>,
+    /// The address is a Service's ClusterIP: the Service it belongs to.
+    #[serde(default)]
+    pub service: Option<ServiceRef>,
+    /// For a Service, its ready endpoints, each answered as a pod address.
+    #[serde(default)]
+    pub endpoints: Option<Vec<EndpointAnswer>>,
+}
+
+/// The Service a ClusterIP belongs to.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ServiceRef {
+    /// The Service's name.
+    pub name: String,
+    /// Its namespace.
+    pub namespace: String,
+}
+
+/// One endpoint of a Service answer: a pod address's answer and its address.
+#[derive(Debug, Clone, Deserialize)]
+pub struct EndpointAnswer {
+    /// The endpoint, `IP:PORT`.
+    pub addr: String,
+    /// The rest of the answer for that address.
+    #[serde(flatten)]
+    pub answer: PodAnswer,
+}
+
+/// The per-address part of an answer (what a pod address gets).
+#[derive(Debug, Clone, Deserialize)]
+pub struct PodAnswer {
+    /// A proxy is there and terminates mesh TLS on this port.
+    pub meshed: bool,
+    /// The SPIFFE identity the peer must present, when meshed.
+    #[serde(default)]
+    pub identity: Option<String>,
+    /// Traffic to this port skips protocol detection.
+    #[serde(default)]
+    pub opaque: Option<bool>,
+    /// Metric labels for the peer.
+    #[serde(default)]
+    pub labels: Option<BTreeMap<String, String>>,
 }
 
 /// What the proxy does with an address.
@@ -38,7 +84,34 @@ pub struct Resolution {
     pub identity: Option<Arc<SpiffeId>>,
     /// Whether protocol detection is skipped for it.
     pub opaque: bool,
-    /// The peer workload's `dst_*` labels, sorted by key.
+    /// The peer workload's `dst_*` labels, sorted by key; for a Service,
+    /// `dst_namespace` and `dst_service`.
+    pub labels: Arc<[(String, String)]>,
+    /// The address is a Service's ClusterIP: its endpoints, which the
+    /// proxy balances over itself.
+    pub service: Option<Arc<Service>>,
+}
+
+/// A Service behind a ClusterIP, as the proxy balances over it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Service {
+    /// `namespace/name`, for logs.
+    pub name: String,
+    /// The ready endpoints, sorted by address; may be empty (the proxy then
+    /// sends the connection to the ClusterIP, kube-proxy's path).
+    pub endpoints: Vec<Endpoint>,
+}
+
+/// One endpoint of a Service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// The pod address traffic goes to.
+    pub addr: SocketAddr,
+    /// The identity its proxy must present; `None`: plaintext.
+    pub identity: Option<Arc<SpiffeId>>,
+    /// Whether protocol detection is skipped for it.
+    pub opaque: bool,
+    /// Its workload's `dst_*` labels, sorted by key.
     pub labels: Arc<[(String, String)]>,
 }
 
@@ -51,6 +124,9 @@ pub enum AnswerError {
     /// Meshed without an identity.
     #[error("destination says meshed but names no identity")]
     NoIdentity,
+    /// A Service endpoint's address is not `IP:PORT`.
+    #[error("destination's endpoint address {0:?} is not IP:PORT")]
+    BadAddr(String),
     /// The identity is not a weft SPIFFE ID of our trust domain.
     #[error("destination's identity {identity:?} is not usable: {reason}")]
     BadIdentity {
@@ -70,35 +146,85 @@ impl Resolution {
     }
 
     /// What the proxy keeps of `answer`.
+    ///
+    /// A Service endpoint whose own answer cannot be used is left out (and
+    /// logged): the others still serve, and leaving it out never sends
+    /// plaintext where mesh TLS was due.
     pub fn from_answer(answer: Answer, trust_domain: &str) -> Result<Self, AnswerError> {
-        let identity = if answer.meshed {
-            let text = answer.identity.ok_or(AnswerError::NoIdentity)?;
-            let bad = |reason: String| AnswerError::BadIdentity {
-                identity: text.clone(),
-                reason,
-            };
-            let id = SpiffeId::from_str(&text).map_err(|e| bad(e.to_string()))?;
-            // Mesh TLS names peers within one trust domain (tls::peer).
-            if id.trust_domain() != trust_domain {
-                return Err(bad(format!("not in the trust domain {trust_domain}")));
-            }
-            Some(Arc::new(id))
-        } else {
-            None
+        let service = answer.service.map(|service| {
+            let name = format!("{}/{}", service.namespace, service.name);
+            let mut endpoints: Vec<Endpoint> = answer
+                .endpoints
+                .unwrap_or_default()
+                .into_iter()
+                .take(MAX_ENDPOINTS)
+                .filter_map(|e| match endpoint(&e, trust_domain) {
+                    Ok(endpoint) => Some(endpoint),
+                    Err(error) => {
+                        tracing::warn!(service = %name, endpoint = %e.addr, %error, "endpoint left out");
+                        None
+                    }
+                })
+                .collect();
+            endpoints.sort_by_key(|e| e.addr);
+            endpoints.dedup_by_key(|e| e.addr);
+            Arc::new(Service { name, endpoints })
+        });
+        // The ClusterIP itself has no proxy, whatever `meshed` says.
+        let identity = match service {
+            Some(_) => None,
+            None => identity(answer.meshed, answer.identity.as_deref(), trust_domain)?,
         };
-        let labels = answer
-            .labels
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|(key, value)| usable_label(key, value))
-            .take(MAX_LABELS)
-            .collect();
         Ok(Self {
             identity,
             opaque: answer.opaque.unwrap_or(false),
-            labels,
+            labels: labels(answer.labels),
+            service,
         })
     }
+}
+
+fn endpoint(e: &EndpointAnswer, trust_domain: &str) -> Result<Endpoint, AnswerError> {
+    let addr = e
+        .addr
+        .parse::<SocketAddr>()
+        .map_err(|_| AnswerError::BadAddr(e.addr.chars().take(64).collect()))?;
+    Ok(Endpoint {
+        addr: SocketAddr::new(addr.ip().to_canonical(), addr.port()),
+        identity: identity(e.answer.meshed, e.answer.identity.as_deref(), trust_domain)?,
+        opaque: e.answer.opaque.unwrap_or(false),
+        labels: labels(e.answer.labels.clone()),
+    })
+}
+
+fn identity(
+    meshed: bool,
+    text: Option<&str>,
+    trust_domain: &str,
+) -> Result<Option<Arc<SpiffeId>>, AnswerError> {
+    if !meshed {
+        return Ok(None);
+    }
+    let text = text.ok_or(AnswerError::NoIdentity)?;
+    let bad = |reason: String| AnswerError::BadIdentity {
+        identity: text.to_owned(),
+        reason,
+    };
+    let id = SpiffeId::from_str(text).map_err(|e| bad(e.to_string()))?;
+    // Mesh TLS names peers within one trust domain (tls::peer).
+    if id.trust_domain() != trust_domain {
+        return Err(bad(format!("not in the trust domain {trust_domain}")));
+    }
+    Ok(Some(Arc::new(id)))
+}
+
+fn labels(labels: Option<BTreeMap<String, String>>) -> Arc<[(String, String)]> {
+    labels
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|(key, value)| usable_label(key, value))
+        .take(MAX_LABELS)
+        .collect()
 }
 
 // Only peer-workload labels, in Prometheus's label-name grammar; `dst_port`
@@ -161,6 +287,68 @@ mod tests {
         ] {
             assert!(Resolution::from_json(body, TD).is_err(), "{what}");
         }
+    }
+
+    #[test]
+    fn a_service_answer_gives_its_endpoints_sorted_and_usable_only() -> Result<(), AnswerError> {
+        let body = br#"{"addr":"10.0.0.20:8080","meshed":false,
+            "service":{"name":"voting-svc","namespace":"emojivoto"},
+            "labels":{"dst_namespace":"emojivoto","dst_service":"voting-svc"},
+            "endpoints":[
+              {"addr":"10.89.0.9:8080","meshed":false},
+              {"addr":"10.89.0.7:8080","meshed":true,"opaque":false,"proxy_port":4143,
+               "identity":"spiffe://cluster.local/ns/emojivoto/sa/voting",
+               "labels":{"dst_deployment":"voting","dst_pod":"voting-1"}},
+              {"addr":"10.89.0.8:8080","meshed":true,"identity":"spiffe://elsewhere/ns/a/sa/b"},
+              {"addr":"nonsense","meshed":false},
+              {"addr":"10.89.0.7:8080","meshed":false}
+            ]}"#;
+        let resolution = Resolution::from_json(body, TD)?;
+        assert_eq!(resolution.identity, None);
+        assert_eq!(
+            &resolution.labels[..],
+            &[
+                ("dst_namespace".to_owned(), "emojivoto".to_owned()),
+                ("dst_service".to_owned(), "voting-svc".to_owned())
+            ]
+        );
+        let service = resolution.service.expect("a service");
+        assert_eq!(service.name, "emojivoto/voting-svc");
+        let addrs: Vec<String> = service
+            .endpoints
+            .iter()
+            .map(|e| e.addr.to_string())
+            .collect();
+        // The foreign identity and the bad address are left out; the
+        // duplicate keeps its first (sorted, stable) entry.
+        assert_eq!(addrs, ["10.89.0.7:8080", "10.89.0.9:8080"]);
+        let first = &service.endpoints[0];
+        assert_eq!(
+            first
+                .identity
+                .as_deref()
+                .map(ToString::to_string)
+                .as_deref(),
+            Some("spiffe://cluster.local/ns/emojivoto/sa/voting")
+        );
+        assert_eq!(
+            &first.labels[..],
+            &[
+                ("dst_deployment".to_owned(), "voting".to_owned()),
+                ("dst_pod".to_owned(), "voting-1".to_owned())
+            ]
+        );
+        assert_eq!(service.endpoints[1].identity, None);
+        Ok(())
+    }
+
+    #[test]
+    fn a_service_without_endpoints_is_kept_empty() -> Result<(), AnswerError> {
+        let body = br#"{"addr":"10.0.0.20:80","meshed":false,
+            "service":{"name":"web-svc","namespace":"emojivoto"},"endpoints":[]}"#;
+        let resolution = Resolution::from_json(body, TD)?;
+        assert!(resolution.service.is_some_and(|s| s.endpoints.is_empty()));
+        Ok(())
     }
 
     #[test]

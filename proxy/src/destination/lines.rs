@@ -9,7 +9,7 @@ use super::answer::{Answer, AnswerError, Resolution};
 
 /// The longest line kept (an answer is a few hundred bytes; this bounds
 /// what a broken server can make the proxy hold).
-pub const MAX_LINE: usize = 64 * 1024;
+pub const MAX_LINE: usize = 1024 * 1024;
 
 /// A line longer than [`MAX_LINE`]; its bytes up to the next newline are
 /// dropped.

@@ -13,6 +13,7 @@ use super::connect::{Connector, Dial};
 use super::context::{ConnContext, Direction, Protocol, TlsStatus};
 use super::detect::{self, Detection};
 use super::http;
+use super::http::balanced::{Balanced, Forward};
 use super::http::service::ProxyService;
 use super::http::upstream::{Upstream, Version};
 use super::io::{CountingIo, PrefixedIo};
@@ -24,12 +25,14 @@ pub async fn handle(mut stream: TcpStream, mut ctx: ConnContext, shared: Arc<Sha
     let mesh = shared.mesh.clone();
     // Outbound with the mesh on: destination decides plaintext or mesh TLS
     // (and may mark the port opaque) before anything is dialled.
-    let (tls, mut opaque) = match (&mesh, ctx.direction) {
+    // A Service's ClusterIP gets its balancer and an endpoint picked for
+    // this first dial (`ctx.target`).
+    let (tls, mut opaque, service) = match (&mesh, ctx.direction) {
         (Some(mesh), Direction::Outbound) => {
             let outbound = mesh.outbound(&mut ctx).await;
-            (outbound.tls, outbound.opaque)
+            (outbound.tls, outbound.opaque, outbound.service)
         }
-        _ => (None, false),
+        _ => (None, false, None),
     };
     let opaque_port = opaque || shared.opaque_ports.contains(ctx.orig_dst.port());
     // Inbound with the mesh on, even an opaque port is looked at: a mesh
@@ -110,12 +113,29 @@ pub async fn handle(mut stream: TcpStream, mut ctx: ConnContext, shared: Arc<Sha
             };
             let io = CountingIo::new(client, tcp.read.clone(), tcp.written.clone());
             let io = PrefixedIo::new(detection.client_prefix, io);
-            let upstream = Upstream::new(connector, version, dial, detection.server_prefix);
+            let upstream = match (&mesh, service) {
+                (Some(mesh), Some(_)) => Forward::Balanced(Balanced::new(
+                    mesh.clone(),
+                    ctx.orig_dst,
+                    version,
+                    connector,
+                    dial,
+                    detection.server_prefix,
+                )),
+                _ => Forward::Direct(Upstream::new(
+                    connector,
+                    version,
+                    dial,
+                    detection.server_prefix,
+                )),
+            };
             let service =
                 ProxyService::new(ctx, upstream, shared.metrics.clone(), shared.drain.clone());
             http::serve(io, version, service, shared.drain.clone()).await;
         }
         Protocol::Tls | Protocol::Opaque => {
+            // Balanced per connection: the endpoint carries it while it lasts.
+            let _in_flight = service.as_ref().map(|(_, load)| load.start());
             let upstream = match dial.finish().await {
                 Ok(upstream) => upstream,
                 Err(e) => {

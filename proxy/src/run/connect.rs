@@ -82,6 +82,11 @@ impl Connector {
         self.target
     }
 
+    /// The TCP connect timeout.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     /// Starts a connection attempt.
     pub fn dial(&self) -> Dial {
         let this = self.clone();

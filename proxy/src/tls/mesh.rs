@@ -4,11 +4,15 @@
 //! Outbound: destination is asked about the original destination; a
 //! meshed peer gets mesh TLS (the connector dials the original address —
 //! the peer pod's redirect takes it to its inbound proxy — and asks for the
-//! announced identity), anything else plaintext. Inbound: a connection
+//! announced identity), anything else plaintext. A Service's ClusterIP is
+//! balanced over the Service's endpoints ([`crate::balance`]), each with
+//! mesh TLS or plaintext as destination says of it. Inbound: a connection
 //! whose first record is a mesh ClientHello is terminated here and its
 //! application protocol detected inside; plaintext and the application's
 //! own TLS go on as before, or are refused when the pod requires identity.
 
+use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -24,10 +28,12 @@ use super::config;
 use super::connect::MeshConnect;
 use super::control::ControlClient;
 use super::io::ClientIo;
-use super::labels::PeerLabeler;
+use super::labels::{PeerLabeler, PeerLabels};
 use super::metrics::{Lookup, MeshMetrics, Refusal};
 use super::peer;
-use crate::destination::{self, Cache, DestinationClient};
+use crate::balance::{Balancer, Load, Loads, Target};
+use crate::destination::answer::Service;
+use crate::destination::{self, Cache, DestinationClient, Resolution};
 use crate::identity::renew::{self, DEFAULT_BACKOFF};
 use crate::identity::{Certifier, IdentityStore, LocalKey, MeshSettings};
 use crate::run::connect::Dial;
@@ -72,7 +78,37 @@ pub struct Mesh {
     metrics: Arc<MeshMetrics>,
     labeler: PeerLabeler,
     certifier: Mutex<Option<Certifier>>,
+    loads: Loads,
+    services: Mutex<HashMap<SocketAddr, Balanced>>,
 }
+
+/// The balancer built from one answer for a Service address, and what a
+/// connection to the Service is labelled with.
+#[derive(Clone, Debug)]
+pub struct Balanced {
+    /// The answer it was built from (rebuilt when the answer changes).
+    resolution: Arc<Resolution>,
+    /// The endpoints.
+    pub balancer: Arc<Balancer>,
+    /// The connection's peer: see [`Mesh::service_peer`].
+    pub peer: ServicePeer,
+}
+
+/// How a connection to a Service is labelled, whichever endpoints its
+/// requests go to.
+#[derive(Clone, Debug)]
+pub struct ServicePeer {
+    /// Mesh TLS to every endpoint.
+    pub tls: bool,
+    /// The identity, when every endpoint has the same one.
+    pub identity: Option<String>,
+    /// `server_id` and the `dst_*` labels shared by every endpoint.
+    pub labels: PeerLabels,
+}
+
+/// Service addresses whose balancer is kept; past it the map starts over
+/// (the loads are kept elsewhere, so nothing but the snapshots is lost).
+const MAX_SERVICES: usize = 2_000;
 
 impl std::fmt::Debug for Mesh {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -91,6 +127,9 @@ pub struct Outbound {
     pub tls: Option<MeshConnect>,
     /// Destination says the port is opaque.
     pub opaque: bool,
+    /// The original destination is a Service: its endpoints, and the one
+    /// this connection was first sent to.
+    pub service: Option<(Arc<Balancer>, Arc<Load>)>,
 }
 
 impl Mesh {
@@ -127,6 +166,8 @@ impl Mesh {
             metrics: Arc::new(metrics),
             labeler: PeerLabeler::default(),
             certifier: Mutex::new(Some(certifier)),
+            loads: Loads::default(),
+            services: Mutex::default(),
         })
     }
 
@@ -162,6 +203,8 @@ impl Mesh {
     }
 
     /// Asks destination about `ctx.orig_dst` and records the peer in `ctx`.
+    /// A Service address gets its balancer, and `ctx.target` becomes the
+    /// endpoint picked for the connection's first dial.
     pub async fn outbound(&self, ctx: &mut ConnContext) -> Outbound {
         let resolution = match self.destination.get(ctx.orig_dst).await {
             Ok(resolution) => resolution,
@@ -170,18 +213,23 @@ impl Mesh {
                 return Outbound::default();
             }
         };
-        let tls = resolution.identity.as_ref().and_then(|id| {
-            let name = peer::server_name(id)
-                .inspect_err(|e| tracing::warn!(error = %e, "plaintext to a meshed peer"))
-                .ok()?;
-            Some(MeshConnect::new(
-                self.client.clone(),
-                id.clone(),
-                name,
-                HANDSHAKE_TIMEOUT,
-                self.metrics.clone(),
-            ))
-        });
+        if let Some(balanced) = self.balanced(ctx.orig_dst, &resolution)
+            && let Some(target) = balanced.balancer.pick(&[])
+        {
+            self.metrics.lookup(Lookup::Service);
+            ctx.target = target.addr;
+            ctx.peer_labels = balanced.peer.labels.clone();
+            ctx.peer_identity = balanced.peer.identity.clone();
+            if balanced.peer.tls {
+                ctx.tls = TlsStatus::Mesh;
+            }
+            return Outbound {
+                tls: target.tls.clone(),
+                opaque: target.opaque,
+                service: Some((balanced.balancer.clone(), target.load.clone())),
+            };
+        }
+        let tls = self.mesh_connect(resolution.identity.as_ref());
         let id = tls.as_ref().map(MeshConnect::identity);
         ctx.peer_labels = self
             .labeler
@@ -199,7 +247,113 @@ impl Mesh {
         Outbound {
             tls,
             opaque: resolution.opaque,
+            service: None,
         }
+    }
+
+    /// The balancer of the Service at `addr` now (for each request of a
+    /// connection to it), or `None` when destination no longer answers
+    /// for it as a Service with endpoints: the request then goes to the
+    /// original destination.
+    pub async fn service(&self, addr: SocketAddr) -> Option<Arc<Balancer>> {
+        let resolution = self.destination.get(addr).await.ok()?;
+        self.balanced(addr, &resolution).map(|b| b.balancer)
+    }
+
+    /// The balancer for `resolution` of `addr`: the one built for the same
+    /// answer, or a new one. `None` unless it is a Service with endpoints.
+    fn balanced(&self, addr: SocketAddr, resolution: &Arc<Resolution>) -> Option<Balanced> {
+        let service = resolution
+            .service
+            .as_ref()
+            .filter(|s| !s.endpoints.is_empty())?;
+        let mut services = self.services.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(built) = services.get(&addr)
+            && Arc::ptr_eq(&built.resolution, resolution)
+        {
+            return Some(built.clone());
+        }
+        let built = Balanced {
+            resolution: resolution.clone(),
+            balancer: Arc::new(self.balancer(service)),
+            peer: self.service_peer(resolution, service),
+        };
+        if services.len() >= MAX_SERVICES && !services.contains_key(&addr) {
+            services.clear();
+        }
+        services.insert(addr, built.clone());
+        Some(built)
+    }
+
+    fn balancer(&self, service: &Service) -> Balancer {
+        let targets = service
+            .endpoints
+            .iter()
+            .map(|e| Target {
+                addr: e.addr,
+                tls: self.mesh_connect(e.identity.as_ref()),
+                opaque: e.opaque,
+                load: self.loads.get(e.addr),
+            })
+            .collect();
+        Balancer::new(targets)
+    }
+
+    /// How a connection to a Service is labelled: its requests go to any
+    /// endpoint, so it carries `dst_service` and the `dst_*` labels every
+    /// endpoint shares (the workload, not `dst_pod`); `tls` is mesh TLS when
+    /// every endpoint is meshed, and `server_id` is set when they all have
+    /// one identity.
+    fn service_peer(&self, resolution: &Resolution, service: &Service) -> ServicePeer {
+        let mut shared: Vec<(String, String)> = service.endpoints[0]
+            .labels
+            .iter()
+            .filter(|(key, value)| {
+                key != "dst_pod"
+                    && service.endpoints[1..]
+                        .iter()
+                        .all(|e| e.labels.iter().any(|(k, v)| k == key && v == value))
+            })
+            .cloned()
+            .collect();
+        for (key, value) in resolution.labels.iter() {
+            match shared.iter_mut().find(|(k, _)| k == key) {
+                Some(existing) => existing.1 = value.clone(),
+                None => shared.push((key.clone(), value.clone())),
+            }
+        }
+        shared.sort();
+        let tls = service.endpoints.iter().all(|e| e.identity.is_some());
+        let first = service.endpoints[0].identity.as_ref();
+        let identity = first.filter(|id| {
+            tls && service
+                .endpoints
+                .iter()
+                .all(|e| e.identity.as_ref().is_some_and(|other| other == *id))
+        });
+        ServicePeer {
+            tls,
+            identity: identity.map(ToString::to_string),
+            labels: self
+                .labeler
+                .labels(Direction::Outbound, identity.map(|id| &**id), &shared),
+        }
+    }
+
+    /// Mesh TLS to a peer that must present `identity`; `None` for
+    /// plaintext (no identity, or one that cannot be asked for).
+    fn mesh_connect(&self, identity: Option<&Arc<weft_certs::SpiffeId>>) -> Option<MeshConnect> {
+        let id = identity?;
+        let name = peer::server_name(id)
+            .inspect_err(|e| tracing::warn!(error = %e, "plaintext to a meshed peer"))
+            .ok()?;
+        Some(MeshConnect::new(
+            self.client.clone(),
+            id.clone(),
+            name,
+            HANDSHAKE_TIMEOUT,
+            self.metrics.clone(),
+        ))
     }
 
     /// Takes an inbound connection after detection's first pass over the

@@ -9,8 +9,8 @@
 //!   (`identity_required`: not mesh TLS while the pod requires identity;
 //!   `tls_handshake`: a mesh handshake that failed).
 //! - `destination_lookups_total{result}`: outbound connections by what
-//!   destination said (`meshed`, `unmeshed`, or `failed`, which goes out in
-//!   plaintext).
+//!   destination said (`meshed`, `unmeshed`, `service` — balanced over a
+//!   Service's endpoints — or `failed`, which goes out in plaintext).
 //! - `destination_watches` and `destination_updates_total`: the destination
 //!   client's watches ([`crate::destination::metrics`]).
 
@@ -64,6 +64,8 @@ pub enum Lookup {
     Unmeshed,
     /// No answer: plaintext.
     Failed,
+    /// A Service: balanced over its endpoints.
+    Service,
 }
 
 impl Lookup {
@@ -72,6 +74,7 @@ impl Lookup {
             Self::Meshed => "meshed",
             Self::Unmeshed => "unmeshed",
             Self::Failed => "failed",
+            Self::Service => "service",
         }
     }
 }

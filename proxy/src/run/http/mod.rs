@@ -9,6 +9,7 @@
 //! (`connect_timeout`, answered with 504). A client that gives up releases
 //! everything its request held.
 
+pub mod balanced;
 pub mod body;
 pub mod classify;
 pub mod coalesce;

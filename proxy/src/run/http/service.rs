@@ -14,12 +14,13 @@ use tokio::time::Instant;
 use super::super::context::ConnContext;
 use super::super::drain::Drain;
 use super::super::metrics::Metrics;
+use super::balanced::Forward;
 use super::body::{ObservedBody, ResponseRecorder};
 use super::classify;
 use super::handles::{Authority, ConnMetrics};
 use super::headers::{restore_upgrade, strip_hop_by_hop, upgrade_protocol};
 use super::upgrade::{self, UpgradeKind};
-use super::upstream::{Upstream, UpstreamError};
+use super::upstream::UpstreamError;
 
 /// The body of a proxied response: upstream's, or the proxy's own error text.
 pub type ProxyBody = Either<ObservedBody, Full<Bytes>>;
@@ -30,14 +31,14 @@ pub const PROXY_ERROR_HEADER: &str = "weft-proxy-error";
 /// The per-connection request handler.
 pub struct ProxyService {
     ctx: ConnContext,
-    upstream: Upstream,
+    upstream: Forward,
     metrics: ConnMetrics,
     drain: Drain,
 }
 
 impl ProxyService {
     /// A handler for one client connection.
-    pub fn new(ctx: ConnContext, upstream: Upstream, metrics: Arc<Metrics>, drain: Drain) -> Self {
+    pub fn new(ctx: ConnContext, upstream: Forward, metrics: Arc<Metrics>, drain: Drain) -> Self {
         Self {
             ctx,
             upstream,

@@ -33,6 +33,26 @@ pub enum UpstreamError {
     Request(#[source] hyper::Error),
 }
 
+/// A request that failed, and the request itself when it never left (the
+/// connection could not be opened, or refused it unsent): it may then go
+/// elsewhere.
+#[derive(Debug)]
+pub struct SendFailed {
+    /// Why.
+    pub error: UpstreamError,
+    /// The request, when the server cannot have seen it.
+    pub unsent: Option<Request<Incoming>>,
+}
+
+impl SendFailed {
+    fn sent(error: UpstreamError) -> Self {
+        Self {
+            error,
+            unsent: None,
+        }
+    }
+}
+
 impl UpstreamError {
     /// Whether the failure was a timeout (504) rather than a refusal (502).
     pub fn is_timeout(&self) -> bool {
@@ -80,12 +100,33 @@ impl Upstream {
         }
     }
 
+    /// An upstream with nothing open yet: the first request connects.
+    pub fn idle(connector: Connector, version: Version) -> Self {
+        Self {
+            connector,
+            version,
+            state: Mutex::new(State::Closed),
+        }
+    }
+
+    /// Whether a connection is open now (a request sent now does not wait
+    /// for a connect). Best effort: `false` while another request holds it.
+    pub fn is_connected(&self) -> bool {
+        match self.state.try_lock().as_deref() {
+            Ok(State::H1(sender)) => !sender.is_closed(),
+            Ok(State::H2(sender)) => !sender.is_closed(),
+            Ok(State::Fresh(Dial::Connected(_), _)) => true,
+            _ => false,
+        }
+    }
+
     /// Forwards one request; streams both bodies.
     ///
     /// A request the connection never took (the server closed an idle
     /// keep-alive connection as we picked it) is retried once on a new
-    /// connection; a request that may have reached the server is not.
-    pub async fn send(&self, req: Request<Incoming>) -> Result<Response<Incoming>, UpstreamError> {
+    /// connection; a request that may have reached the server is not. A
+    /// request that could not be sent comes back in the error.
+    pub async fn send(&self, req: Request<Incoming>) -> Result<Response<Incoming>, SendFailed> {
         let mut req = req;
         let mut retried = false;
         loop {
@@ -102,7 +143,10 @@ impl Upstream {
                         State::H1(sender) if sender.is_ready() => sender,
                         // Connecting is rare and its future large: boxed, so
                         // that every request's future stays small.
-                        other => Box::pin(self.h1_sender(other)).await?,
+                        other => match Box::pin(self.h1_sender(other)).await {
+                            Ok(sender) => sender,
+                            Err(error) => return Err(unsent(error, req)),
+                        },
                     };
                     let sending = sender.try_send_request(req);
                     *state = State::H1(sender);
@@ -112,13 +156,16 @@ impl Upstream {
                 Version::Http2 => {
                     let mut sender = match self.live_h2() {
                         Some(sender) => sender,
-                        None => Box::pin(self.h2_sender()).await?,
+                        None => match Box::pin(self.h2_sender()).await {
+                            Ok(sender) => sender,
+                            Err(error) => return Err(unsent(error, req)),
+                        },
                     };
                     // Waits for the server's stream limit without the lock,
                     // so other streams proceed meanwhile.
                     if let Err(e) = sender.ready().await {
                         if retried {
-                            return Err(UpstreamError::Request(e));
+                            return Err(unsent(UpstreamError::Request(e), req));
                         }
                         retried = true;
                         continue;
@@ -129,11 +176,12 @@ impl Upstream {
             match sent {
                 Ok(response) => return Ok(response),
                 Err(mut e) => match e.take_message() {
-                    Some(unsent) if !retried => {
+                    Some(back) if !retried => {
                         retried = true;
-                        req = unsent;
+                        req = back;
                     }
-                    _ => return Err(UpstreamError::Request(e.into_error())),
+                    Some(back) => return Err(unsent(UpstreamError::Request(e.into_error()), back)),
+                    None => return Err(SendFailed::sent(UpstreamError::Request(e.into_error()))),
                 },
             }
         }
@@ -215,6 +263,13 @@ impl Upstream {
             }
         });
         Ok(sender)
+    }
+}
+
+fn unsent(error: UpstreamError, req: Request<Incoming>) -> SendFailed {
+    SendFailed {
+        error,
+        unsent: Some(req),
     }
 }
 
