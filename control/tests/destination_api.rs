@@ -1,7 +1,8 @@
 //! The destination API over real loopback HTTP, with the cache fed by hand
 //! (the suite against a real API server is `destination_e2e.rs`): answers,
 //! bad requests, readiness, watch streams with their updates and
-//! heartbeats, the caps on open watches, and shutdown.
+//! heartbeats, a Service's ClusterIP answered with its endpoints, the caps
+//! on open watches, and shutdown.
 
 mod destination_support;
 
@@ -12,10 +13,11 @@ use prometheus_client::encoding::text::encode;
 use prometheus_client::registry::Registry;
 use serde_json::json;
 use weft_control::destination::{
-    Cache, Config, DestinationState, Metrics, PodInfo, PodKey, metrics::LookupResult,
+    Cache, Config, DestinationState, Metrics, PodInfo, PodKey, ServiceInfo, SliceInfo,
+    metrics::LookupResult,
 };
 
-use destination_support::{Server, annotated, is_heartbeat, pod};
+use destination_support::{Server, annotated, endpoint_slice, is_heartbeat, pod, service};
 
 fn state_with(config: Config) -> (DestinationState, Metrics) {
     let metrics = Metrics::new();
@@ -229,6 +231,84 @@ async fn a_watch_streams_each_change_of_its_answer_and_heartbeats() {
     let rest = watch.line().await;
     assert!(rest.is_none() || rest.as_ref().is_some_and(is_heartbeat));
     assert_eq!(metrics.watches(), 0);
+}
+
+#[tokio::test]
+async fn a_cluster_ip_answers_with_its_services_ready_endpoints() {
+    let (state, metrics) = ready_state(Config {
+        heartbeat: Duration::from_millis(300),
+        ..Config::default()
+    });
+    let svc = ServiceInfo::from_service(&service("shop", "web-svc", Some("10.96.0.10")))
+        .expect("named service");
+    state.cache().update(|index| index.apply_service(svc));
+    let slice = |endpoints: &[(&str, bool)]| {
+        let info =
+            SliceInfo::from_slice(&endpoint_slice("shop", "web-svc-1", "web-svc", endpoints))
+                .expect("an IPv4 slice");
+        state.cache().update(|index| index.apply_slice(info));
+    };
+    slice(&[("10.244.0.5", true), ("10.244.0.6", false)]);
+    feed(&state, &pod("shop", "web-1", "10.244.0.5", "web", false));
+    let server = Server::start(state.clone()).await;
+    let client = server.client();
+
+    let unmeshed = json!({
+        "addr": "10.96.0.10:80",
+        "meshed": false,
+        "service": {"name": "web-svc", "namespace": "shop"},
+        "labels": {"dst_namespace": "shop", "dst_service": "web-svc"},
+        "endpoints": [{
+            "addr": "10.244.0.5:8080",
+            "meshed": false,
+            "opaque": false,
+            "labels": {
+                "dst_namespace": "shop",
+                "dst_pod": "web-1",
+                "dst_serviceaccount": "web",
+            },
+        }],
+    });
+    assert_eq!(client.resolve("10.96.0.10:80").await, unmeshed);
+    // The pod's own address still answers as the pod.
+    assert_eq!(
+        client.resolve("10.244.0.5:8080").await["labels"]["dst_pod"],
+        "web-1"
+    );
+
+    let mut watch = client.watch("addr=10.96.0.10:80").await;
+    assert_eq!(watch.update().await, unmeshed);
+    // The endpoint's pod gets a proxy: a new line for the ClusterIP.
+    feed(&state, &pod("shop", "web-1", "10.244.0.5", "web", true));
+    let line = watch.update().await;
+    assert_eq!(line["endpoints"][0]["meshed"], true, "{line}");
+    assert_eq!(
+        line["endpoints"][0]["identity"],
+        "spiffe://cluster.local/ns/shop/sa/web"
+    );
+    // The same pod again: only heartbeats.
+    feed(&state, &pod("shop", "web-1", "10.244.0.5", "web", true));
+    let quiet = watch.line().await.expect("still open");
+    assert!(is_heartbeat(&quiet), "expected a heartbeat, got {quiet}");
+    // The second endpoint turns ready, then the slice goes.
+    slice(&[("10.244.0.5", true), ("10.244.0.6", true)]);
+    let line = watch.update().await;
+    assert_eq!(
+        line["endpoints"][1],
+        json!({"addr": "10.244.0.6:8080", "meshed": false}),
+        "{line}"
+    );
+    state.cache().update(|index| {
+        index.delete_slice(&weft_control::destination::SliceKey {
+            namespace: "shop".to_string(),
+            name: "web-svc-1".to_string(),
+        })
+    });
+    assert_eq!(watch.update().await["endpoints"], json!([]));
+
+    assert_eq!(metrics.lookups(LookupResult::Service), 2);
+    assert_eq!(metrics.lookups(LookupResult::Unmeshed), 1);
+    server.stop().await;
 }
 
 #[tokio::test]

@@ -13,7 +13,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
-use weft_control::destination::{Answer, Cache, Config, DestinationState, Metrics, PodInfo};
+use weft_control::destination::{
+    Answer, Cache, Config, DestinationState, Metrics, PodInfo, Target,
+};
 
 use destination_support::{Server, pod};
 
@@ -68,11 +70,11 @@ fn lookups_on_one_thread(cache: &Cache, n: usize, seed: usize, answer: bool) -> 
             // A stride that visits every pod, plus some addresses nobody has.
             let i = (seed + done + k * 7919) % (n + n / 10 + 1);
             let addr = SocketAddr::new(pod_ip(i), 8080);
-            let endpoint = cache.lookup(addr.ip());
+            let target = cache.lookup(addr.ip());
             meshed += if answer {
-                usize::from(Answer::new(addr, endpoint.as_deref(), 4143).meshed)
+                usize::from(Answer::for_target(addr, target.as_ref(), 4143).meshed)
             } else {
-                usize::from(endpoint.is_some_and(|e| e.meshed_on(addr.port())))
+                usize::from(matches!(target, Some(Target::Pod(e)) if e.meshed_on(addr.port())))
             };
         }
         done += 1024;

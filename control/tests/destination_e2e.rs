@@ -2,23 +2,28 @@
 //! watch caches see Deployments' pods, the answers carry the identity and
 //! the workload labels, opaque and skipped ports follow the annotations,
 //! and a watch hears about annotation changes, IP changes and deletions.
-//! A CronJob's pod is labelled with the CronJob, through its Job.
+//! A CronJob's pod is labelled with the CronJob, through its Job. A
+//! Service's ClusterIP answers with the ready endpoints of its
+//! EndpointSlices, and its watch hears the slices change.
 //!
 //! The cluster has no node, so pods stay Pending without an IP; the test
-//! gives them IPs through the status subresource, as a kubelet would.
+//! gives them IPs through the status subresource, as a kubelet would. The
+//! Service has no selector, so the test writes its EndpointSlice itself, as
+//! the endpointslice controller would for a Service with ready pods.
 
 mod destination_support;
 
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::Api;
-use kube::api::ListParams;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 use weft_control::destination::{self, Config, Metrics, metrics::LookupResult};
 use weft_e2e::{Cluster, Kubectl, wait};
 
-use destination_support::Server;
+use destination_support::{Server, endpoint_slice, service};
 
 const CONVERGE: Duration = Duration::from_secs(60);
 
@@ -389,5 +394,142 @@ async fn answers_and_watches_follow_the_cluster() {
     let (pods, endpoints) = state.cache().size();
     // web (2, one replaced by a pod without an IP), legacy, the job's pod.
     assert_eq!(endpoints, 3, "{pods} pods indexed");
+    server.stop().await;
+}
+
+/// A meshed pod (the proxy written in by hand) for the Service's endpoint.
+const WEB_POD: &str = "\
+apiVersion: v1
+kind: Pod
+metadata:
+  name: web-1
+  namespace: shop
+spec:
+  serviceAccountName: web
+  containers:
+    - name: app
+      image: registry.invalid/web:1
+      ports:
+        - {name: http, containerPort: 8080}
+    - name: weft-proxy
+      image: registry.invalid/weft-proxy:1
+";
+
+#[tokio::test]
+async fn a_cluster_ip_answers_with_its_endpoint_slices() {
+    let cluster = Cluster::start().await.expect("cluster starts");
+    let kubectl = cluster.kubectl();
+    kubectl
+        .run_stdin(&["apply", "-f", "-"], NAMESPACE)
+        .await
+        .expect("namespace and service account");
+    kubectl
+        .run_stdin(&["apply", "-f", "-"], WEB_POD)
+        .await
+        .expect("pod");
+    set_ip(&kubectl, "web-1", "10.244.0.10").await;
+    let services: Api<Service> = Api::namespaced(cluster.client(), "shop");
+    let created = services
+        .create(&PostParams::default(), &service("shop", "web-svc", None))
+        .await
+        .expect("create the service");
+    let cluster_ip = created
+        .spec
+        .and_then(|s| s.cluster_ip)
+        .expect("the API server gives the service a ClusterIP");
+    let slices: Api<EndpointSlice> = Api::namespaced(cluster.client(), "shop");
+    slices
+        .create(
+            &PostParams::default(),
+            &endpoint_slice(
+                "shop",
+                "web-svc-1",
+                "web-svc",
+                &[("10.244.0.10", true), ("10.244.0.11", false)],
+            ),
+        )
+        .await
+        .expect("create the endpoint slice");
+
+    let metrics = Metrics::new();
+    let state = destination::start(cluster.client(), Config::default(), metrics.clone());
+    let server = Server::start(state.clone()).await;
+    let client = server.client();
+    wait::eventually("destination caches synced", CONVERGE, || {
+        let ready = state.is_ready();
+        async move {
+            if ready {
+                Ok(())
+            } else {
+                Err("not ready".to_string())
+            }
+        }
+    })
+    .await
+    .expect("destination syncs");
+
+    // Everything was created before the first lists, so the first line is
+    // already the whole answer: the unready endpoint is left out.
+    let addr = format!("{cluster_ip}:80");
+    let mut watch = client.watch(&format!("addr={addr}")).await;
+    assert_eq!(
+        watch.update().await,
+        json!({
+            "addr": addr,
+            "meshed": false,
+            "service": {"name": "web-svc", "namespace": "shop"},
+            "labels": {"dst_namespace": "shop", "dst_service": "web-svc"},
+            "endpoints": [{
+                "addr": "10.244.0.10:8080",
+                "meshed": true,
+                "identity": "spiffe://cluster.local/ns/shop/sa/web",
+                "opaque": false,
+                "proxy_port": 4143,
+                "labels": {
+                    "dst_namespace": "shop",
+                    "dst_pod": "web-1",
+                    "dst_serviceaccount": "web",
+                },
+            }],
+        })
+    );
+
+    // The second endpoint turns ready: a new line with both.
+    let ready_both = json!({"endpoints": [
+        {"addresses": ["10.244.0.10"], "conditions": {"ready": true}},
+        {"addresses": ["10.244.0.11"], "conditions": {"ready": true}},
+    ]});
+    slices
+        .patch(
+            "web-svc-1",
+            &PatchParams::default(),
+            &Patch::Merge(&ready_both),
+        )
+        .await
+        .expect("patch the endpoint slice");
+    let line = watch.update().await;
+    assert_eq!(
+        line["endpoints"][1],
+        json!({"addr": "10.244.0.11:8080", "meshed": false}),
+        "{line}"
+    );
+    assert_eq!(line["endpoints"][0]["meshed"], true, "{line}");
+
+    // The slice goes: the Service remains, with no endpoints.
+    slices
+        .delete("web-svc-1", &DeleteParams::default())
+        .await
+        .expect("delete the endpoint slice");
+    let line = watch.update().await;
+    assert_eq!(line["endpoints"], json!([]), "{line}");
+    assert_eq!(line["service"]["name"], "web-svc", "{line}");
+
+    // The Service goes: its ClusterIP is nobody's.
+    services
+        .delete("web-svc", &DeleteParams::default())
+        .await
+        .expect("delete the service");
+    assert_eq!(watch.update().await, json!({"addr": addr, "meshed": false}));
+    assert!(metrics.lookups(LookupResult::Service) >= 1);
     server.stop().await;
 }

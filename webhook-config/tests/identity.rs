@@ -93,7 +93,7 @@ fn weft_control_joins_each_stage_of_the_apply_order() -> TestResult {
 }
 
 #[test]
-fn weft_control_may_review_tokens_and_read_workloads_and_nothing_else() -> TestResult {
+fn weft_control_may_review_tokens_and_read_workloads_and_services_and_nothing_else() -> TestResult {
     let documents = parsed(&with_identity(bundled()))?;
     let role = find(&documents, "ClusterRole", "weft-control")?;
     let rules: Vec<(Vec<String>, Vec<String>, Vec<String>)> = role["rules"]
@@ -109,6 +109,8 @@ fn weft_control_may_review_tokens_and_read_workloads_and_nothing_else() -> TestR
         })
         .collect();
     let read = vec!["get".to_owned(), "list".to_owned(), "watch".to_owned()];
+    // A reflector lists and watches; it never gets one object.
+    let watch = vec!["list".to_owned(), "watch".to_owned()];
     assert_eq!(
         rules,
         [
@@ -128,6 +130,16 @@ fn weft_control_may_review_tokens_and_read_workloads_and_nothing_else() -> TestR
                 read.clone()
             ),
             (vec!["batch".to_owned()], vec!["jobs".to_owned()], read),
+            (
+                vec![String::new()],
+                vec!["services".to_owned()],
+                watch.clone()
+            ),
+            (
+                vec!["discovery.k8s.io".to_owned()],
+                vec!["endpointslices".to_owned()],
+                watch
+            ),
         ]
     );
     let binding = find(&documents, "ClusterRoleBinding", "weft-control")?;

@@ -1,6 +1,9 @@
 //! The wire format of the destination API: the `addr` a proxy asks about,
 //! and the JSON [`Answer`] it gets back (one object for `/v1/resolve`, one
-//! line per change for `/v1/watch`).
+//! line per change for `/v1/watch`). A pod's address gets the pod's answer;
+//! a Service's ClusterIP gets the Service and, for each of its ready
+//! endpoints on the port asked about, the answer that endpoint's address
+//! would get itself, so the proxy can balance over them.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -9,6 +12,8 @@ use serde::{Deserialize, Serialize};
 
 use super::endpoint::Endpoint;
 use super::error::DestinationError;
+use super::index::Target;
+use super::service::ServiceView;
 
 /// Longest `addr` echoed back in an error (an IPv6 address with a zone and
 /// port is well under this).
@@ -36,11 +41,22 @@ fn shorten(text: &str) -> String {
     }
 }
 
+/// The Service a ClusterIP belongs to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceRef {
+    /// The Service's name.
+    pub name: String,
+    /// Its namespace.
+    pub namespace: String,
+}
+
 /// What destination says about one address.
 ///
 /// For an address no pod has, only `addr` and `meshed: false`. For a pod's
 /// address, also `opaque` and `labels`; and when the pod is meshed on that
-/// port, `identity` and `proxy_port`.
+/// port, `identity` and `proxy_port`. For a Service's ClusterIP, `meshed:
+/// false` (nothing terminates mesh TLS on a ClusterIP), `service`, `labels`
+/// naming the Service, and `endpoints`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Answer {
     /// The address asked about, canonical (`10.0.0.5:80`, `[fd00::5]:80`).
@@ -56,12 +72,29 @@ pub struct Answer {
     /// The peer proxy's inbound port, when meshed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proxy_port: Option<u16>,
-    /// Metric labels for the peer (`dst_namespace`, `dst_pod`, ...).
+    /// The Service whose ClusterIP the address is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<ServiceRef>,
+    /// Metric labels for the peer (`dst_namespace`, `dst_pod`, ...; for a
+    /// Service, `dst_namespace` and `dst_service`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub labels: Option<BTreeMap<String, String>>,
+    /// For a Service, the answer for each ready endpoint of the port asked
+    /// about, sorted by address; never nested further.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoints: Option<Vec<Answer>>,
 }
 
 impl Answer {
+    /// The answer for `addr` given what (if anything) answers for its IP.
+    pub fn for_target(addr: SocketAddr, target: Option<&Target>, proxy_port: u16) -> Self {
+        match target {
+            None => Answer::new(addr, None, proxy_port),
+            Some(Target::Pod(endpoint)) => Answer::new(addr, Some(endpoint), proxy_port),
+            Some(Target::Service(view)) => Answer::service(addr, view, proxy_port),
+        }
+    }
+
     /// The answer for `addr` given the endpoint (if any) that has its IP.
     pub fn new(addr: SocketAddr, endpoint: Option<&Endpoint>, proxy_port: u16) -> Self {
         let Some(endpoint) = endpoint else {
@@ -71,7 +104,9 @@ impl Answer {
                 identity: None,
                 opaque: None,
                 proxy_port: None,
+                service: None,
                 labels: None,
+                endpoints: None,
             };
         };
         let meshed = endpoint.meshed_on(addr.port());
@@ -81,7 +116,35 @@ impl Answer {
             identity: endpoint.identity.clone().filter(|_| meshed),
             opaque: Some(endpoint.opaque_on(addr.port())),
             proxy_port: meshed.then_some(proxy_port),
+            service: None,
             labels: Some(endpoint.labels.clone()),
+            endpoints: None,
+        }
+    }
+
+    /// The answer for `addr`, a ClusterIP of the Service `view` shows.
+    pub fn service(addr: SocketAddr, view: &ServiceView, proxy_port: u16) -> Self {
+        let service = &view.service;
+        let endpoints = view
+            .endpoints(addr.port())
+            .iter()
+            .map(|e| Answer::new(e.addr, e.pod.as_deref(), proxy_port))
+            .collect();
+        Answer {
+            addr: addr.to_string(),
+            meshed: false,
+            identity: None,
+            opaque: None,
+            proxy_port: None,
+            service: Some(ServiceRef {
+                name: service.name.clone(),
+                namespace: service.namespace.clone(),
+            }),
+            labels: Some(BTreeMap::from([
+                ("dst_namespace".to_string(), service.namespace.clone()),
+                ("dst_service".to_string(), service.name.clone()),
+            ])),
+            endpoints: Some(endpoints),
         }
     }
 }
@@ -192,6 +255,56 @@ mod tests {
             assert_eq!(answer.opaque, Some(false));
             assert!(answer.labels.is_some());
         }
+    }
+
+    #[test]
+    fn a_cluster_ip_names_its_service_and_answers_for_each_endpoint() {
+        use std::sync::Arc;
+
+        use crate::destination::service::{ServiceEndpoint, ServiceKey};
+
+        let view = ServiceView {
+            service: ServiceKey {
+                namespace: "shop".to_string(),
+                name: "web-svc".to_string(),
+            },
+            ports: [(
+                80,
+                vec![
+                    ServiceEndpoint {
+                        addr: addr("10.0.0.5:8080"),
+                        pod: Some(Arc::new(endpoint(true))),
+                    },
+                    ServiceEndpoint {
+                        addr: addr("10.0.0.6:8080"),
+                        pod: None,
+                    },
+                ],
+            )]
+            .into(),
+            cut: 0,
+        };
+        let answer = Answer::service(addr("10.96.0.10:80"), &view, 4143);
+        assert_eq!(
+            serde_json::to_string(&answer).expect("json"),
+            concat!(
+                r#"{"addr":"10.96.0.10:80","meshed":false,"#,
+                r#""service":{"name":"web-svc","namespace":"shop"},"#,
+                r#""labels":{"dst_namespace":"shop","dst_service":"web-svc"},"#,
+                r#""endpoints":["#,
+                r#"{"addr":"10.0.0.5:8080","meshed":true,"#,
+                r#""identity":"spiffe://cluster.local/ns/shop/sa/web","opaque":false,"#,
+                r#""proxy_port":4143,"labels":{"dst_namespace":"shop","dst_pod":"web-1"}},"#,
+                r#"{"addr":"10.0.0.6:8080","meshed":false}]}"#,
+            )
+        );
+        let back: Answer =
+            serde_json::from_str(&serde_json::to_string(&answer).expect("json")).expect("parses");
+        assert_eq!(back, answer);
+        // A port the Service does not have: the Service, and no endpoints.
+        let other = Answer::service(addr("10.96.0.10:81"), &view, 4143);
+        assert_eq!(other.endpoints, Some(Vec::new()));
+        assert!(other.service.is_some());
     }
 
     #[test]

@@ -85,12 +85,14 @@ impl DestinationState {
     }
 
     fn answer(&self, addr: SocketAddr) -> Answer {
-        let endpoint = self.cache.lookup(addr.ip());
-        Answer::new(addr, endpoint.as_deref(), self.config.proxy_port)
+        let target = self.cache.lookup(addr.ip());
+        Answer::for_target(addr, target.as_ref(), self.config.proxy_port)
     }
 
     fn count(&self, answer: &Answer) {
-        self.metrics.lookup(if answer.meshed {
+        self.metrics.lookup(if answer.service.is_some() {
+            LookupResult::Service
+        } else if answer.meshed {
             LookupResult::Meshed
         } else {
             LookupResult::Unmeshed
@@ -175,9 +177,9 @@ async fn watch_addr(
         .inspect_err(|error| state.refused(error))?;
     // Subscribe before reading the first answer so no change falls between.
     let mut subscription = state.cache.subscribe(addr.ip());
-    let first = Answer::new(
+    let first = Answer::for_target(
         addr,
-        subscription.current().as_deref(),
+        subscription.current().as_ref(),
         state.config.proxy_port,
     );
     state.count(&first);

@@ -1,11 +1,14 @@
 //! The shared, thread-safe face of the [`Index`]: lookups for `/v1/resolve`,
 //! per-IP subscriptions for `/v1/watch`, and the one entry point through
-//! which the watch events change the index.
+//! which the watch events change the index. A subscriber holds the
+//! [`Target`] for its IP (a pod or a Service's view) and is woken only when
+//! that target is no longer equal to the one it holds.
 //!
 //! One lock guards the index and the subscribers together, so a subscriber
 //! can never miss an update that lands between reading its first answer and
-//! registering for the next. Lookups take it shared for a hash lookup; the
-//! lock is never held across an await.
+//! registering for the next. Lookups take it shared: a hash lookup for a
+//! pod, a view derived from a few maps for a Service; the lock is never
+//! held across an await.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -14,12 +17,11 @@ use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use tokio::sync::watch;
 
-use super::endpoint::Endpoint;
-use super::index::{Changed, Index};
+use super::index::{Changed, Index, Target};
 use super::metrics::Metrics;
 
-/// The endpoint that has an IP, or none.
-type Current = Option<Arc<Endpoint>>;
+/// What answers for an IP, or none.
+pub type Current = Option<Target>;
 
 struct State {
     index: Index,
@@ -45,6 +47,7 @@ impl std::fmt::Debug for Cache {
         f.debug_struct("Cache")
             .field("pods", &state.index.pods())
             .field("endpoints", &state.index.endpoints())
+            .field("services", &state.index.services())
             .field("subscribed_ips", &state.subscribers.len())
             .field("ready", &self.is_ready())
             .finish()
@@ -82,9 +85,10 @@ impl Cache {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The endpoint that has `ip` now.
-    pub fn lookup(&self, ip: IpAddr) -> Option<Arc<Endpoint>> {
-        self.read().index.lookup(ip).cloned()
+    /// What answers for `ip` now: the Service whose ClusterIP it is, else
+    /// the pod that has it.
+    pub fn lookup(&self, ip: IpAddr) -> Current {
+        self.read().index.target(ip)
     }
 
     /// Changes the index with `change` (which returns the IPs it touched)
@@ -98,13 +102,12 @@ impl Cache {
         let State { index, subscribers } = &mut *state;
         for ip in changed {
             if let Some(sender) = subscribers.get(&ip) {
-                let now = index.lookup(ip).cloned();
+                let now = index.target(ip);
+                // `Arc`'s equality checks the pointer first, then the
+                // contents: an update that derives the same answer again
+                // wakes nobody.
                 sender.send_if_modified(|current| {
-                    let same = match (current.as_ref(), now.as_ref()) {
-                        (Some(a), Some(b)) => Arc::ptr_eq(a, b) || a == b,
-                        (None, None) => true,
-                        _ => false,
-                    };
+                    let same = *current == now;
                     if !same {
                         *current = now;
                     }
@@ -114,17 +117,17 @@ impl Cache {
         }
         self.inner
             .metrics
-            .index_size(index.pods(), index.endpoints());
+            .index_size(index.pods(), index.endpoints(), index.services());
     }
 
-    /// Follows the answer for `ip`: the current endpoint now, then each change.
+    /// Follows the answer for `ip`: the current target now, then each change.
     pub fn subscribe(&self, ip: IpAddr) -> Subscription {
         let ip = ip.to_canonical();
         let mut state = self.write();
         let State { index, subscribers } = &mut *state;
         let receiver = subscribers
             .entry(ip)
-            .or_insert_with(|| watch::Sender::new(index.lookup(ip).cloned()))
+            .or_insert_with(|| watch::Sender::new(index.target(ip)))
             .subscribe();
         Subscription {
             cache: self.clone(),
@@ -143,10 +146,15 @@ impl Cache {
         self.inner.ready.store(true, Ordering::Release);
     }
 
-    /// Pods and answerable IPs in the index.
+    /// Pods and answerable pod IPs in the index.
     pub fn size(&self) -> (usize, usize) {
         let state = self.read();
         (state.index.pods(), state.index.endpoints())
+    }
+
+    /// Services with a ClusterIP in the index.
+    pub fn services(&self) -> usize {
+        self.read().index.services()
     }
 
     /// IPs with at least one subscriber.
@@ -176,14 +184,14 @@ pub struct Subscription {
 }
 
 impl Subscription {
-    /// The endpoint that has the IP now; marks it seen.
+    /// What answers for the IP now; marks it seen.
     pub fn current(&mut self) -> Current {
         self.receiver
             .as_mut()
             .and_then(|r| r.borrow_and_update().clone())
     }
 
-    /// Waits until the endpoint changes from the last one seen. Never
+    /// Waits until the target changes from the last one seen. Never
     /// returns while the subscription lives: the sender stays with its
     /// receivers.
     pub async fn changed(&mut self) {
@@ -210,7 +218,9 @@ mod tests {
     use weft_injector::ports::NamedPorts;
 
     use super::*;
-    use crate::destination::endpoint::{PodInfo, PodKey, PortAnnotations};
+    use crate::destination::endpoint::{Endpoint, PodInfo, PodKey, PortAnnotations};
+    use crate::destination::service::{ServiceInfo, ServiceKey};
+    use crate::destination::slice::{SliceInfo, SliceKey};
 
     fn pod(name: &str, ip: &str, has_proxy: bool) -> PodInfo {
         PodInfo {
@@ -242,6 +252,13 @@ mod tests {
         sub.current()
     }
 
+    fn pod_of(current: Current) -> Option<Arc<Endpoint>> {
+        match current? {
+            Target::Pod(endpoint) => Some(endpoint),
+            Target::Service(_) => None,
+        }
+    }
+
     #[tokio::test]
     async fn a_subscriber_sees_its_ip_come_change_and_go() {
         let cache = Cache::new("cluster.local", Metrics::new());
@@ -249,11 +266,11 @@ mod tests {
         assert_eq!(sub.current(), None);
 
         cache.update(|i| i.apply_pod(pod("web-1", "10.0.0.5", false)));
-        let seen = next(&mut sub).await.expect("the pod");
+        let seen = pod_of(next(&mut sub).await).expect("the pod");
         assert!(!seen.meshed);
 
         cache.update(|i| i.apply_pod(pod("web-1", "10.0.0.5", true)));
-        assert!(next(&mut sub).await.is_some_and(|e| e.meshed));
+        assert!(pod_of(next(&mut sub).await).is_some_and(|e| e.meshed));
 
         cache.update(|i| {
             i.delete_pod(&PodKey {
@@ -277,6 +294,74 @@ mod tests {
         cache.update(|i| i.apply_pod(pod("web-1", "10.0.0.5", true)));
         let woke = tokio::time::timeout(Duration::from_secs(60), sub.changed()).await;
         assert!(woke.is_err(), "woken without a change");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_cluster_ip_subscriber_hears_its_endpoints_pods_and_only_real_changes() {
+        let cache = Cache::new("cluster.local", Metrics::new());
+        let service = ServiceKey {
+            namespace: "shop".to_string(),
+            name: "web-svc".to_string(),
+        };
+        cache.update(|i| {
+            i.apply_service(ServiceInfo {
+                key: service.clone(),
+                cluster_ips: vec![ip("10.96.0.10")],
+                ports: [(80, "http".to_string())].into(),
+            })
+        });
+        cache.update(|i| {
+            i.apply_slice(SliceInfo {
+                key: SliceKey {
+                    namespace: "shop".to_string(),
+                    name: "web-svc-1".to_string(),
+                },
+                service,
+                ports: [("http".to_string(), 8080)].into(),
+                addresses: vec![ip("10.0.0.5")],
+            })
+        });
+        cache.update(|i| i.apply_pod(pod("web-1", "10.0.0.5", false)));
+        let mut sub = cache.subscribe(ip("10.96.0.10"));
+        let meshed = |current: &Current| match current {
+            Some(Target::Service(view)) => view.endpoints(80)[0].pod.as_ref().map(|e| e.meshed),
+            _ => None,
+        };
+        assert_eq!(meshed(&sub.current()), Some(false));
+
+        // The endpoint's pod gets a proxy: the Service's answer changes.
+        cache.update(|i| i.apply_pod(pod("web-1", "10.0.0.5", true)));
+        assert_eq!(meshed(&next(&mut sub).await), Some(true));
+
+        // Updates that name the ClusterIP but derive the same view (the pod
+        // being deleted keeps its answer; a second slice listing the same
+        // endpoint), and a pod elsewhere: nothing to hear.
+        let mut deleting = pod("web-1", "10.0.0.5", true);
+        deleting.deleting = true;
+        let mut changed = Changed::new();
+        cache.update(|i| {
+            changed = i.apply_pod(deleting);
+            changed.clone()
+        });
+        assert!(changed.contains(&ip("10.96.0.10")), "{changed:?}");
+        cache.update(|i| {
+            i.apply_slice(SliceInfo {
+                key: SliceKey {
+                    namespace: "shop".to_string(),
+                    name: "web-svc-2".to_string(),
+                },
+                service: ServiceKey {
+                    namespace: "shop".to_string(),
+                    name: "web-svc".to_string(),
+                },
+                ports: [("http".to_string(), 8080)].into(),
+                addresses: vec![ip("10.0.0.5")],
+            })
+        });
+        cache.update(|i| i.apply_pod(pod("web-2", "10.0.0.6", true)));
+        let woke = tokio::time::timeout(Duration::from_secs(60), sub.changed()).await;
+        assert!(woke.is_err(), "woken without a change");
+        assert_eq!(cache.services(), 1);
     }
 
     #[tokio::test]

@@ -1,11 +1,19 @@
-//! The index behind every answer: pod IP → [`Endpoint`], kept up to date
-//! one watch event at a time.
+//! The index behind every answer: pod IP → [`Endpoint`], and a Service's
+//! ClusterIP → its [`ServiceView`], kept up to date one watch event at a
+//! time.
 //!
 //! It holds a summary of each pod ([`PodInfo`]), the port annotations of
 //! each namespace, and the controllers of ReplicaSets and Jobs, and derives
-//! each pod's endpoint when any of them changes. Every update returns the
+//! each pod's endpoint when any of them changes; Services and their
+//! EndpointSlices are kept by [`ServiceIndex`]. Every update returns the
 //! IPs whose answer may have changed, so subscribers of other IPs are not
-//! woken. Pure: no I/O, no clock; the watch plumbing lives in `cache`.
+//! woken: a pod's change also names the ClusterIPs of the Services it is
+//! an endpoint of. Pure: no I/O, no clock; the watch plumbing lives in
+//! `cache`.
+//!
+//! Pod IPs and ClusterIPs come from disjoint ranges in a sane cluster; if
+//! one IP is both, the Service answers for it, since a client dialling a
+//! ClusterIP means the Service.
 //!
 //! Pod IPs are unique among running pods, but a finished pod keeps its IP in
 //! its status while the node hands the IP to a new pod, and a terminating
@@ -18,10 +26,23 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use super::endpoint::{Endpoint, PodInfo, PodKey, PortAnnotations};
+use super::service::{ServiceInfo, ServiceKey, ServiceView};
+use super::service_index::ServiceIndex;
+use super::slice::{SliceInfo, SliceKey};
 use super::workload::{Controller, ParentKey, ParentKind, Workload, top_workload};
 
 /// The IPs whose answer may have changed after an update.
 pub type Changed = BTreeSet<IpAddr>;
+
+/// What answers for an IP: the pod that has it, or the Service whose
+/// ClusterIP it is. Equal targets give equal answers on every port.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// A pod's address.
+    Pod(Arc<Endpoint>),
+    /// A Service's ClusterIP.
+    Service(Arc<ServiceView>),
+}
 
 /// A pod and the endpoint derived from it.
 #[derive(Debug)]
@@ -38,6 +59,7 @@ pub struct Index {
     by_ip: HashMap<IpAddr, Vec<PodKey>>,
     namespaces: HashMap<String, PortAnnotations>,
     parents: HashMap<ParentKey, Option<Controller>>,
+    services: ServiceIndex,
 }
 
 impl Index {
@@ -49,10 +71,23 @@ impl Index {
             by_ip: HashMap::new(),
             namespaces: HashMap::new(),
             parents: HashMap::new(),
+            services: ServiceIndex::new(),
         }
     }
 
-    /// The endpoint answering for `ip`, if a pod has it.
+    /// What answers for `ip`: the Service whose ClusterIP it is, else the
+    /// pod that has it.
+    pub fn target(&self, ip: IpAddr) -> Option<Target> {
+        let ip = ip.to_canonical();
+        let pod = |ip: IpAddr| self.lookup(ip).cloned();
+        if let Some(view) = self.services.view(ip, pod) {
+            return Some(Target::Service(Arc::new(view)));
+        }
+        self.lookup(ip).cloned().map(Target::Pod)
+    }
+
+    /// The endpoint answering for `ip`, if a pod has it (whether or not it
+    /// is also a ClusterIP).
     pub fn lookup(&self, ip: IpAddr) -> Option<&Arc<Endpoint>> {
         let claimants = self.by_ip.get(&ip.to_canonical())?;
         claimants
@@ -81,6 +116,16 @@ impl Index {
         self.pods.len()
     }
 
+    /// How many Services with a ClusterIP are indexed.
+    pub fn services(&self) -> usize {
+        self.services.services()
+    }
+
+    /// How many endpoints of `key`'s ports the cap leaves out.
+    pub fn service_cut(&self, key: &ServiceKey) -> usize {
+        self.services.cut(key)
+    }
+
     /// Adds or updates a pod.
     pub fn apply_pod(&mut self, info: PodInfo) -> Changed {
         let mut changed = Changed::new();
@@ -100,7 +145,7 @@ impl Index {
         }
         changed.extend(info.ips.iter().copied());
         self.pods.insert(info.key.clone(), Entry { info, endpoint });
-        changed
+        self.and_fronting(changed)
     }
 
     /// Removes a pod.
@@ -109,7 +154,7 @@ impl Index {
             return Changed::new();
         };
         self.unclaim(key, &old.info.ips);
-        old.info.ips.into_iter().collect()
+        self.and_fronting(old.info.ips.into_iter().collect())
     }
 
     /// Removes every pod not in `keep` (after a relist: those were deleted
@@ -180,6 +225,36 @@ impl Index {
         gone.iter().flat_map(|k| self.delete_parent(k)).collect()
     }
 
+    /// Adds or updates a Service (one without a ClusterIP is removed).
+    pub fn apply_service(&mut self, info: ServiceInfo) -> Changed {
+        self.services.apply_service(info)
+    }
+
+    /// Removes a Service.
+    pub fn delete_service(&mut self, key: &ServiceKey) -> Changed {
+        self.services.delete_service(key)
+    }
+
+    /// Removes every Service not in `keep`.
+    pub fn retain_services(&mut self, keep: impl Fn(&ServiceKey) -> bool) -> Changed {
+        self.services.retain_services(keep)
+    }
+
+    /// Adds or updates an EndpointSlice.
+    pub fn apply_slice(&mut self, info: SliceInfo) -> Changed {
+        self.services.apply_slice(info)
+    }
+
+    /// Removes an EndpointSlice.
+    pub fn delete_slice(&mut self, key: &SliceKey) -> Changed {
+        self.services.delete_slice(key)
+    }
+
+    /// Removes every EndpointSlice not in `keep`.
+    pub fn retain_slices(&mut self, keep: impl Fn(&SliceKey) -> bool) -> Changed {
+        self.services.retain_slices(keep)
+    }
+
     fn rederive_children(&mut self, parent: &ParentKey) -> Changed {
         self.rederive(|info| {
             info.key.namespace == parent.namespace
@@ -212,6 +287,14 @@ impl Index {
                 changed.extend(entry.info.ips.iter().copied());
             }
         }
+        self.and_fronting(changed)
+    }
+
+    /// `changed` (pod IPs) and the ClusterIPs of the Services with an
+    /// endpoint among them: those answers carry the pods' answers.
+    fn and_fronting(&self, mut changed: Changed) -> Changed {
+        let fronting = self.services.fronting(&changed);
+        changed.extend(fronting);
         changed
     }
 

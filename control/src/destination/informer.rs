@@ -1,12 +1,15 @@
 //! The watches that keep the [`Cache`] current: kube-rs reflectors over
-//! Pods, and metadata-only reflectors over Namespaces (port annotations),
-//! ReplicaSets and Jobs (their controllers, for the workload label).
+//! Pods, Services and EndpointSlices, and metadata-only reflectors over
+//! Namespaces (port annotations), ReplicaSets and Jobs (their controllers,
+//! for the workload label). Each object is trimmed to what the index reads
+//! (`trim`) before the reflector caches it.
 //!
 //! One task applies every event to the index in arrival order. After each
 //! (re)list, objects the reflector's store no longer holds are dropped from
 //! the index: they were deleted while the watch was down. The cache turns
-//! ready once all four have listed once; before that an absent pod could
-//! just be one not read yet, so the API answers 503 instead of "unmeshed".
+//! ready once all six have listed once; before that an absent pod or
+//! Service could just be one not read yet, so the API answers 503 instead
+//! of "unmeshed".
 
 use std::collections::HashSet;
 use std::fmt::Debug;
@@ -16,7 +19,8 @@ use futures::{StreamExt as _, future};
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Container, Namespace, Pod};
+use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{self, Store};
@@ -27,10 +31,11 @@ use serde::de::DeserializeOwned;
 
 use super::cache::Cache;
 use super::endpoint::{PodInfo, PodKey, PortAnnotations};
+use super::index::{Changed, Index};
+use super::service::{MAX_SERVICE_ENDPOINTS, ServiceInfo, ServiceKey};
+use super::slice::{SliceInfo, SliceKey};
+use super::trim::{trim_pod, trim_service, trim_slice};
 use super::workload::{Controller, ParentKey, ParentKind};
-
-/// The annotation `kubectl apply` keeps a copy of the whole object in.
-const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
 /// One change to what the index is built from.
 #[derive(Debug)]
@@ -44,6 +49,12 @@ enum Update {
     ParentApplied(ParentKey, Option<Controller>),
     ParentDeleted(ParentKey),
     ParentsListed(ParentKind, HashSet<ParentKey>),
+    ServiceApplied(Box<ServiceInfo>),
+    ServiceDeleted(ServiceKey),
+    ServicesListed(HashSet<ServiceKey>),
+    SliceApplied(Box<SliceInfo>),
+    SliceDeleted(SliceKey),
+    SlicesListed(HashSet<SliceKey>),
 }
 
 /// Which watch an update came from, to know when all have listed.
@@ -52,9 +63,11 @@ enum Source {
     Pods,
     Namespaces,
     Parents(ParentKind),
+    Services,
+    Slices,
 }
 
-const SOURCES: usize = 4;
+const SOURCES: usize = 6;
 
 impl Update {
     fn listed(&self) -> Option<Source> {
@@ -62,6 +75,8 @@ impl Update {
             Update::PodsListed(_) => Some(Source::Pods),
             Update::NamespacesListed(_) => Some(Source::Namespaces),
             Update::ParentsListed(kind, _) => Some(Source::Parents(*kind)),
+            Update::ServicesListed(_) => Some(Source::Services),
+            Update::SlicesListed(_) => Some(Source::Slices),
             _ => None,
         }
     }
@@ -74,7 +89,9 @@ pub fn spawn(client: Client, cache: Cache) -> tokio::task::JoinHandle<()> {
         pod_updates(client.clone()),
         namespace_updates(client.clone()),
         parent_updates::<ReplicaSet>(client.clone(), ParentKind::ReplicaSet),
-        parent_updates::<Job>(client, ParentKind::Job),
+        parent_updates::<Job>(client.clone(), ParentKind::Job),
+        service_updates(client.clone()),
+        slice_updates(client),
     ]);
     tokio::spawn(async move {
         let mut updates = std::pin::pin!(updates);
@@ -88,7 +105,8 @@ pub fn spawn(client: Client, cache: Cache) -> tokio::task::JoinHandle<()> {
             {
                 cache.set_ready();
                 let (pods, endpoints) = cache.size();
-                tracing::info!(pods, endpoints, "destination caches synced");
+                let services = cache.services();
+                tracing::info!(pods, endpoints, services, "destination caches synced");
             }
         }
         tracing::error!("destination watches ended");
@@ -127,6 +145,49 @@ fn apply(cache: &Cache, update: Update) {
         Update::ParentsListed(kind, keep) => {
             cache.update(|index| index.retain_parents(kind, |k| keep.contains(k)));
         }
+        Update::ServiceApplied(info) => {
+            let key = info.key.clone();
+            cache.update(|index| {
+                let changed = index.apply_service(*info);
+                warn_if_cut(index, &key, &changed);
+                changed
+            });
+        }
+        Update::ServiceDeleted(key) => cache.update(|index| index.delete_service(&key)),
+        Update::ServicesListed(keep) => {
+            cache.update(|index| index.retain_services(|k| keep.contains(k)));
+        }
+        Update::SliceApplied(info) => {
+            let service = info.service.clone();
+            cache.update(|index| {
+                let changed = index.apply_slice(*info);
+                warn_if_cut(index, &service, &changed);
+                changed
+            });
+        }
+        Update::SliceDeleted(key) => cache.update(|index| index.delete_slice(&key)),
+        Update::SlicesListed(keep) => {
+            cache.update(|index| index.retain_slices(|k| keep.contains(k)));
+        }
+    }
+}
+
+/// Says so when a Service that just changed has more ready endpoints on a
+/// port than an answer carries: its clients reach only some of them.
+fn warn_if_cut(index: &Index, service: &ServiceKey, changed: &Changed) {
+    // Nothing changed, or nothing answers for the Service (no ClusterIP).
+    if changed.is_empty() {
+        return;
+    }
+    let cut = index.service_cut(service);
+    if cut > 0 {
+        tracing::warn!(
+            namespace = %service.namespace,
+            service = %service.name,
+            cut,
+            max = MAX_SERVICE_ENDPOINTS,
+            "a service has more ready endpoints on a port than an answer carries; answering with the lowest addresses"
+        );
     }
 }
 
@@ -156,37 +217,6 @@ fn pod_updates(client: Client) -> BoxStream<'static, Update> {
             future::ready(update)
         })
         .boxed()
-}
-
-/// Drops what destination never reads from a cached Pod: the cache holds
-/// every pod of the cluster, and managed fields, `kubectl apply`'s copy,
-/// conditions, container statuses, volumes and most of each container are
-/// the bulk of a Pod's size.
-fn trim_pod(pod: &mut Pod) {
-    pod.managed_fields_mut().clear();
-    pod.annotations_mut().remove(LAST_APPLIED);
-    if let Some(status) = pod.status.as_mut() {
-        status.conditions = None;
-        status.container_statuses = None;
-        status.init_container_statuses = None;
-        status.ephemeral_container_statuses = None;
-    }
-    if let Some(spec) = pod.spec.as_mut() {
-        spec.volumes = None;
-        // Only names (to spot weft-proxy) and ports (named ports in
-        // annotations) are read.
-        let containers = spec
-            .containers
-            .iter_mut()
-            .chain(spec.init_containers.iter_mut().flatten());
-        for container in containers {
-            *container = Container {
-                name: std::mem::take(&mut container.name),
-                ports: container.ports.take(),
-                ..Container::default()
-            };
-        }
-    }
 }
 
 fn pod_key(meta: &ObjectMeta) -> Option<PodKey> {
@@ -234,6 +264,73 @@ fn namespace_updates(client: Client) -> BoxStream<'static, Update> {
     .boxed()
 }
 
+fn service_updates(client: Client) -> BoxStream<'static, Update> {
+    let (store, writer) = reflector::store::<Service>();
+    watcher::watcher(Api::<Service>::all(client), watcher::Config::default())
+        .modify(trim_service)
+        .default_backoff()
+        .reflect(writer)
+        .filter_map(move |event| {
+            let update = log_error("service", event).and_then(|event| match event {
+                Event::Apply(service) | Event::InitApply(service) => {
+                    ServiceInfo::from_service(&service)
+                        .map(|info| Update::ServiceApplied(Box::new(info)))
+                }
+                Event::Delete(service) => {
+                    service_key(&service.metadata).map(Update::ServiceDeleted)
+                }
+                Event::Init => None,
+                Event::InitDone => Some(Update::ServicesListed(keys(&store, |s| {
+                    service_key(&s.metadata)
+                }))),
+            });
+            future::ready(update)
+        })
+        .boxed()
+}
+
+fn service_key(meta: &ObjectMeta) -> Option<ServiceKey> {
+    Some(ServiceKey {
+        namespace: meta.namespace.clone()?,
+        name: meta.name.clone()?,
+    })
+}
+
+fn slice_updates(client: Client) -> BoxStream<'static, Update> {
+    let (store, writer) = reflector::store::<EndpointSlice>();
+    watcher::watcher(
+        Api::<EndpointSlice>::all(client),
+        watcher::Config::default(),
+    )
+    .modify(trim_slice)
+    .default_backoff()
+    .reflect(writer)
+    .filter_map(move |event| {
+        let update = log_error("endpointslice", event).and_then(|event| match event {
+            // A slice that no longer counts (its Service label removed)
+            // may have counted before: forget it.
+            Event::Apply(slice) | Event::InitApply(slice) => match SliceInfo::from_slice(&slice) {
+                Some(info) => Some(Update::SliceApplied(Box::new(info))),
+                None => slice_key(&slice.metadata).map(Update::SliceDeleted),
+            },
+            Event::Delete(slice) => slice_key(&slice.metadata).map(Update::SliceDeleted),
+            Event::Init => None,
+            Event::InitDone => Some(Update::SlicesListed(keys(&store, |s| {
+                slice_key(&s.metadata)
+            }))),
+        });
+        future::ready(update)
+    })
+    .boxed()
+}
+
+fn slice_key(meta: &ObjectMeta) -> Option<SliceKey> {
+    Some(SliceKey {
+        namespace: meta.namespace.clone()?,
+        name: meta.name.clone()?,
+    })
+}
+
 fn parent_updates<K>(client: Client, kind: ParentKind) -> BoxStream<'static, Update>
 where
     K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
@@ -277,72 +374,4 @@ where
         future::ready(update)
     })
     .boxed()
-}
-
-#[cfg(test)]
-mod tests {
-    use k8s_openapi::api::core::v1::{ContainerPort, EnvVar, PodSpec, PodStatus, Volume};
-
-    use super::*;
-
-    #[test]
-    fn trimming_keeps_everything_the_index_reads() {
-        let mut pod = Pod {
-            metadata: ObjectMeta {
-                name: Some("web-1".to_string()),
-                namespace: Some("shop".to_string()),
-                annotations: Some(
-                    [
-                        (LAST_APPLIED.to_string(), "{...}".to_string()),
-                        (
-                            "config.weft.dev/opaque-ports".to_string(),
-                            "grpc".to_string(),
-                        ),
-                    ]
-                    .into(),
-                ),
-                ..ObjectMeta::default()
-            },
-            spec: Some(PodSpec {
-                containers: vec![Container {
-                    name: "app".to_string(),
-                    env: Some(vec![EnvVar {
-                        name: "BIG".to_string(),
-                        value: Some("x".repeat(1000)),
-                        value_from: None,
-                    }]),
-                    ports: Some(vec![ContainerPort {
-                        name: Some("grpc".to_string()),
-                        container_port: 9090,
-                        ..ContainerPort::default()
-                    }]),
-                    ..Container::default()
-                }],
-                init_containers: Some(vec![Container {
-                    name: "weft-proxy".to_string(),
-                    image: Some("proxy:1".to_string()),
-                    ..Container::default()
-                }]),
-                service_account_name: Some("web".to_string()),
-                volumes: Some(vec![Volume {
-                    name: "data".to_string(),
-                    ..Volume::default()
-                }]),
-                ..PodSpec::default()
-            }),
-            status: Some(PodStatus {
-                pod_ip: Some("10.0.0.5".to_string()),
-                phase: Some("Running".to_string()),
-                conditions: Some(Vec::new()),
-                ..PodStatus::default()
-            }),
-        };
-        let before = PodInfo::from_pod(&pod);
-        trim_pod(&mut pod);
-        assert_eq!(PodInfo::from_pod(&pod), before);
-        let spec = pod.spec.as_ref().expect("spec kept");
-        assert_eq!(spec.containers[0].env, None);
-        assert_eq!(spec.volumes, None);
-        assert!(!pod.annotations().contains_key(LAST_APPLIED));
-    }
 }

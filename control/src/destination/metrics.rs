@@ -1,5 +1,6 @@
 //! Destination's Prometheus metrics: lookups by result, open watches, the
-//! updates they were sent, refused watches, and the size of the index.
+//! updates they were sent, refused watches, and the size of the index
+//! (pod IPs, pods, Services).
 //! Registered into the control plane's registry (served on its admin port).
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
@@ -15,6 +16,8 @@ pub enum LookupResult {
     Meshed,
     /// No proxy, or no pod at all.
     Unmeshed,
+    /// A Service's ClusterIP (answered with its endpoints).
+    Service,
     /// The request was malformed (400).
     BadRequest,
     /// The caches were not synced yet, or the watch was refused (503/429).
@@ -27,6 +30,7 @@ impl LookupResult {
         match self {
             LookupResult::Meshed => "meshed",
             LookupResult::Unmeshed => "unmeshed",
+            LookupResult::Service => "service",
             LookupResult::BadRequest => "bad_request",
             LookupResult::Unavailable => "unavailable",
         }
@@ -77,6 +81,7 @@ pub struct Metrics {
     watch_refusals: Family<RefusalLabels, Counter>,
     index_endpoints: Gauge,
     index_pods: Gauge,
+    index_services: Gauge,
 }
 
 impl Metrics {
@@ -118,6 +123,11 @@ impl Metrics {
             "Pods in the index, with or without an IP",
             self.index_pods.clone(),
         );
+        registry.register(
+            "weft_destination_index_services",
+            "Services with a ClusterIP the index can answer for",
+            self.index_services.clone(),
+        );
     }
 
     /// Counts one lookup.
@@ -154,10 +164,11 @@ impl Metrics {
             .inc();
     }
 
-    pub(crate) fn index_size(&self, pods: usize, endpoints: usize) {
-        self.index_pods.set(i64::try_from(pods).unwrap_or(i64::MAX));
-        self.index_endpoints
-            .set(i64::try_from(endpoints).unwrap_or(i64::MAX));
+    pub(crate) fn index_size(&self, pods: usize, endpoints: usize, services: usize) {
+        let gauge = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        self.index_pods.set(gauge(pods));
+        self.index_endpoints.set(gauge(endpoints));
+        self.index_services.set(gauge(services));
     }
 }
 
@@ -174,18 +185,21 @@ mod tests {
         metrics.register(&mut registry);
         metrics.lookup(LookupResult::Meshed);
         metrics.lookup(LookupResult::BadRequest);
+        metrics.lookup(LookupResult::Service);
         metrics.watch_opened();
         metrics.watch_refused(Refusal::GlobalLimit);
-        metrics.index_size(3, 5);
+        metrics.index_size(3, 5, 2);
         let mut text = String::new();
         encode(&mut text, &registry).expect("encodes");
         for line in [
             "weft_destination_lookups_total{result=\"meshed\"} 1",
             "weft_destination_lookups_total{result=\"bad_request\"} 1",
+            "weft_destination_lookups_total{result=\"service\"} 1",
             "weft_destination_watches 1",
             "weft_destination_watch_refusals_total{reason=\"global_limit\"} 1",
             "weft_destination_index_endpoints 5",
             "weft_destination_index_pods 3",
+            "weft_destination_index_services 2",
         ] {
             assert!(text.contains(line), "{line:?} missing from\n{text}");
         }

@@ -2,14 +2,18 @@
 //! answers whether a meshed proxy is there, the SPIFFE identity that proxy
 //! must present, the workload labels for metrics (`dst_namespace`,
 //! `dst_deployment`, ..., `dst_pod`, `dst_serviceaccount`), and whether the
-//! port is opaque; proxies can also subscribe and get each change.
+//! port is opaque; for a Service's ClusterIP, the Service and that answer
+//! for each of its ready endpoints. Proxies can also subscribe and get each
+//! change.
 //!
 //! Layers, from pure to I/O: [`workload`] and [`endpoint`] read one pod,
-//! [`index`] maps IPs to endpoints, [`cache`] shares the index with
-//! subscribers, [`informer`] feeds it from kube-rs watches, and [`api`]
-//! serves it as HTTP/JSON. Every answer comes from the cache; no request
-//! reaches the API server. TLS, the listener and the admin port belong to
-//! the `weft-control` binary, which mounts [`router`].
+//! [`service`] and [`slice`](mod@slice) one Service and one EndpointSlice,
+//! [`index`] (with [`service_index`]) maps IPs to pods and Services,
+//! [`cache`] shares the index with subscribers, [`informer`] feeds it from
+//! kube-rs watches, and [`api`] serves it as HTTP/JSON. Every answer comes
+//! from the cache; no request reaches the API server. TLS, the listener and
+//! the admin port belong to the `weft-control` binary, which mounts
+//! [`router`].
 
 use std::time::Duration;
 
@@ -21,16 +25,22 @@ pub mod error;
 pub mod index;
 pub mod informer;
 pub mod metrics;
+pub mod service;
+pub mod service_index;
+pub mod slice;
 pub mod stream;
+mod trim;
 pub mod workload;
 
-pub use answer::Answer;
+pub use answer::{Answer, ServiceRef};
 pub use api::{DestinationState, router, serve};
 pub use cache::Cache;
 pub use endpoint::{Endpoint, PodInfo, PodKey};
 pub use error::DestinationError;
-pub use index::Index;
+pub use index::{Index, Target};
 pub use metrics::Metrics;
+pub use service::{MAX_SERVICE_ENDPOINTS, ServiceInfo, ServiceKey, ServiceView};
+pub use slice::{SliceInfo, SliceKey};
 
 /// The default quiet interval after which a watch gets a `{}` heartbeat.
 pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(15);

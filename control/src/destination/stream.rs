@@ -190,10 +190,11 @@ impl WatchState {
                 // Also ends the stream if the state that owns the sender is gone.
                 _ = shutdown.wait_for(|closed| *closed) => return None,
                 () = subscription.changed() => {
-                    let endpoint = subscription.current();
-                    let answer = Answer::new(*addr, endpoint.as_deref(), *proxy_port);
-                    // Pod changes that do not change this answer (another
-                    // port's annotation, a status update) send nothing.
+                    let target = subscription.current();
+                    let answer = Answer::for_target(*addr, target.as_ref(), *proxy_port);
+                    // Changes that do not change this answer (another
+                    // port's annotation or endpoints, a status update)
+                    // send nothing.
                     if answer != self.last {
                         metrics.watch_update();
                         self.next_heartbeat = Some(Instant::now() + heartbeat);

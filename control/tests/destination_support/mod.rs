@@ -1,6 +1,7 @@
 //! Shared pieces of the destination suites: the API served on a loopback
-//! port, a small HTTP client that reads `/v1/watch` line by line, and Pods
-//! built the way the API server would send them.
+//! port, a small HTTP client that reads `/v1/watch` line by line, and Pods,
+//! Services and EndpointSlices built the way the API server would send
+//! them.
 
 #![allow(dead_code)] // each suite uses its own subset of the helpers
 
@@ -15,8 +16,12 @@ use hyper::header::HeaderMap;
 use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use k8s_openapi::api::core::v1::{Container, ContainerPort, Pod, PodIP, PodSpec, PodStatus};
+use k8s_openapi::api::core::v1::{
+    Container, ContainerPort, Pod, PodIP, PodSpec, PodStatus, Service, ServicePort, ServiceSpec,
+};
+use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -257,4 +262,72 @@ pub fn annotated(mut pod: Pod, key: &str, value: &str) -> Pod {
 /// Whether `value` is a `{}` heartbeat.
 pub fn is_heartbeat(value: &Value) -> bool {
     value.as_object().is_some_and(|m| m.is_empty())
+}
+
+/// A Service `name` without a selector, port 80 named `http` to the target
+/// port named `http`; on `cluster_ip`, or one the API server picks when
+/// `None`.
+pub fn service(namespace: &str, name: &str, cluster_ip: Option<&str>) -> Service {
+    Service {
+        metadata: ObjectMeta {
+            name: Some(name.to_string()),
+            namespace: Some(namespace.to_string()),
+            ..ObjectMeta::default()
+        },
+        spec: Some(ServiceSpec {
+            cluster_ip: cluster_ip.map(str::to_string),
+            cluster_ips: cluster_ip.map(|ip| vec![ip.to_string()]),
+            ports: Some(vec![ServicePort {
+                name: Some("http".to_string()),
+                port: 80,
+                protocol: Some("TCP".to_string()),
+                target_port: Some(IntOrString::String("http".to_string())),
+                ..ServicePort::default()
+            }]),
+            ..ServiceSpec::default()
+        }),
+        status: None,
+    }
+}
+
+/// An IPv4 EndpointSlice `name` of Service `service`, port `http` 8080,
+/// with one endpoint per `(address, ready)`.
+pub fn endpoint_slice(
+    namespace: &str,
+    name: &str,
+    service: &str,
+    endpoints: &[(&str, bool)],
+) -> EndpointSlice {
+    EndpointSlice {
+        metadata: ObjectMeta {
+            name: Some(name.to_string()),
+            namespace: Some(namespace.to_string()),
+            labels: Some(
+                [(
+                    "kubernetes.io/service-name".to_string(),
+                    service.to_string(),
+                )]
+                .into(),
+            ),
+            ..ObjectMeta::default()
+        },
+        address_type: "IPv4".to_string(),
+        endpoints: endpoints
+            .iter()
+            .map(|(address, ready)| Endpoint {
+                addresses: vec![address.to_string()],
+                conditions: Some(EndpointConditions {
+                    ready: Some(*ready),
+                    ..EndpointConditions::default()
+                }),
+                ..Endpoint::default()
+            })
+            .collect(),
+        ports: Some(vec![EndpointPort {
+            name: Some("http".to_string()),
+            port: Some(8080),
+            protocol: Some("TCP".to_string()),
+            ..EndpointPort::default()
+        }]),
+    }
 }
