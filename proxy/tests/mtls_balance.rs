@@ -36,21 +36,35 @@ struct Rig {
     client: MeshProxy,
     servers: Vec<MeshProxy>,
     service: SocketAddr,
-    _apps: Vec<servers::HttpApp>,
+    apps: Vec<servers::HttpApp>,
 }
 
-/// Destination's answer for the Service at `service` with `endpoints`.
+/// Destination's answer for the Service at `service` with meshed `endpoints`.
 fn service_answer(service: SocketAddr, endpoints: &[SocketAddr], opaque: bool) -> Destination {
+    let meshed: Vec<_> = endpoints.iter().map(|&e| (e, true)).collect();
+    mixed_answer(service, &meshed, opaque)
+}
+
+/// The same with each endpoint meshed or not.
+fn mixed_answer(
+    service: SocketAddr,
+    endpoints: &[(SocketAddr, bool)],
+    opaque: bool,
+) -> Destination {
     let endpoints: Vec<_> = endpoints
         .iter()
         .enumerate()
-        .map(|(i, addr)| {
-            json!({
-                "addr": addr.to_string(), "meshed": true, "identity": id("voting"),
-                "opaque": opaque, "proxy_port": 4143,
-                "labels": {"dst_namespace": "shop", "dst_deployment": "voting",
-                           "dst_pod": format!("voting-{i}"), "dst_serviceaccount": "voting"},
-            })
+        .map(|(i, (addr, meshed))| {
+            let labels = json!({"dst_namespace": "shop", "dst_deployment": "voting",
+                                "dst_pod": format!("voting-{i}"), "dst_serviceaccount": "voting"});
+            if *meshed {
+                json!({
+                    "addr": addr.to_string(), "meshed": true, "identity": id("voting"),
+                    "opaque": opaque, "proxy_port": 4143, "labels": labels,
+                })
+            } else {
+                json!({"addr": addr.to_string(), "meshed": false, "opaque": opaque, "labels": labels})
+            }
         })
         .collect();
     Destination::Answer(json!({
@@ -105,7 +119,7 @@ async fn rig(n: usize) -> TestResult<Rig> {
         client,
         servers,
         service,
-        _apps: apps,
+        apps,
     })
 }
 
@@ -279,5 +293,63 @@ async fn a_service_without_endpoints_goes_to_the_original_destination() -> TestR
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(fell_back, "requests still went to the endpoints");
+    Ok(())
+}
+
+#[tokio::test]
+async fn each_request_is_labelled_as_the_endpoint_that_takes_it() -> TestResult {
+    let rig = rig(2).await?;
+    // Mid-rollout: one endpoint meshed, one not yet (reached in plaintext,
+    // straight at its application).
+    let mixed = [(rig.servers[0].inbound, true), (rig.apps[1].addr, false)];
+    rig.control
+        .answer(rig.service, mixed_answer(rig.service, &mixed, false));
+    let mut h2 = h2_client::<Full<Bytes>>(rig.client.outbound).await?;
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let mut h2 = h2.clone();
+        tasks.push(tokio::spawn(async move { h2_requests(&mut h2, 50).await }));
+    }
+    for task in tasks {
+        task.await.map_err(|e| e.to_string())??;
+    }
+    let voting = id("voting");
+    let mesh = [
+        ("direction", "outbound"),
+        ("tls", "true"),
+        ("server_id", voting.as_str()),
+        ("dst_service", "voting-svc"),
+        ("dst_deployment", "voting"),
+    ];
+    let plain = [
+        ("direction", "outbound"),
+        ("tls", "false"),
+        ("dst_service", "voting-svc"),
+        ("dst_deployment", "voting"),
+    ];
+    let text = rig.client.metrics().await?;
+    let (meshed, plaintext) = (
+        metric(&text, "request_total", &mesh),
+        metric(&text, "request_total", &plain),
+    );
+    let took = rig.spread("request_total").await?[0];
+    assert_eq!(meshed + plaintext, 200.0, "{text}");
+    assert!(
+        plaintext > 0.0,
+        "the plaintext endpoint took nothing: {text}"
+    );
+    assert_eq!(
+        meshed, took,
+        "mTLS requests counted as the meshed endpoint took them"
+    );
+
+    // The rollout finishes: the same client connection's requests are all
+    // mesh TLS from then on.
+    rig.answer(&rig.inbounds(2), false);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let before = metric(&rig.client.metrics().await?, "request_total", &plain);
+    h2_requests(&mut h2, 50).await?;
+    let text = rig.client.metrics().await?;
+    assert_eq!(metric(&text, "request_total", &plain), before, "{text}");
     Ok(())
 }

@@ -21,6 +21,7 @@ use tokio::time::Instant;
 pub use load::{InFlight, Load, Loads};
 
 use crate::tls::connect::MeshConnect;
+use crate::tls::labels::PeerLabels;
 
 /// One endpoint, ready to be dialled.
 #[derive(Clone, Debug)]
@@ -33,6 +34,9 @@ pub struct Target {
     pub opaque: bool,
     /// Its load, shared by the whole proxy.
     pub load: Arc<Load>,
+    /// The metric labels of requests sent to it: `server_id` when meshed,
+    /// `dst_service` and the workload labels every endpoint shares.
+    pub labels: PeerLabels,
 }
 
 /// One snapshot of a Service's endpoints.
@@ -66,20 +70,22 @@ impl Balancer {
     /// The endpoint for the next request, leaving out those in `tried`
     /// (they just failed this request); `None` when none is left.
     pub fn pick(&self, tried: &[SocketAddr]) -> Option<&Target> {
+        self.pick_index(tried).and_then(|i| self.targets.get(i))
+    }
+
+    /// [`Self::pick`], as an index into [`Self::targets`].
+    pub fn pick_index(&self, tried: &[SocketAddr]) -> Option<usize> {
         let now = Instant::now();
         if tried.is_empty() {
-            let i = p2c::pick(self.targets.len(), &mut || self.random.next(), |i| {
+            return p2c::pick(self.targets.len(), &mut || self.random.next(), |i| {
                 self.targets[i].load.cost(now)
-            })?;
-            return self.targets.get(i);
+            });
         }
-        let left: Vec<&Target> = self
-            .targets
-            .iter()
-            .filter(|t| !tried.contains(&t.addr))
+        let left: Vec<usize> = (0..self.targets.len())
+            .filter(|&i| !tried.contains(&self.targets[i].addr))
             .collect();
         let i = p2c::pick(left.len(), &mut || self.random.next(), |i| {
-            left[i].load.cost(now)
+            self.targets[left[i]].load.cost(now)
         })?;
         left.get(i).copied()
     }
@@ -99,6 +105,7 @@ mod tests {
                         tls: None,
                         opaque: false,
                         load: loads.get(addr),
+                        labels: PeerLabels::none(),
                     }
                 })
                 .collect(),

@@ -38,6 +38,12 @@ impl PeerLabels {
         Self(None)
     }
 
+    /// No peer labels, borrowed.
+    pub fn none_ref() -> &'static Self {
+        static NONE: PeerLabels = PeerLabels(None);
+        &NONE
+    }
+
     /// Whether no label is set.
     pub fn is_empty(&self) -> bool {
         self.0.is_none()

@@ -28,7 +28,7 @@ use super::config;
 use super::connect::MeshConnect;
 use super::control::ControlClient;
 use super::io::ClientIo;
-use super::labels::{PeerLabeler, PeerLabels};
+use super::labels::PeerLabeler;
 use super::metrics::{Lookup, MeshMetrics, Refusal};
 use super::peer;
 use crate::balance::{Balancer, Load, Loads, Target};
@@ -82,28 +82,13 @@ pub struct Mesh {
     services: Mutex<HashMap<SocketAddr, Balanced>>,
 }
 
-/// The balancer built from one answer for a Service address, and what a
-/// connection to the Service is labelled with.
+/// The balancer built from one answer for a Service address.
 #[derive(Clone, Debug)]
 pub struct Balanced {
     /// The answer it was built from (rebuilt when the answer changes).
     resolution: Arc<Resolution>,
     /// The endpoints.
     pub balancer: Arc<Balancer>,
-    /// The connection's peer: see [`Mesh::service_peer`].
-    pub peer: ServicePeer,
-}
-
-/// How a connection to a Service is labelled, whichever endpoints its
-/// requests go to.
-#[derive(Clone, Debug)]
-pub struct ServicePeer {
-    /// Mesh TLS to every endpoint.
-    pub tls: bool,
-    /// The identity, when every endpoint has the same one.
-    pub identity: Option<String>,
-    /// `server_id` and the `dst_*` labels shared by every endpoint.
-    pub labels: PeerLabels,
 }
 
 /// Service addresses whose balancer is kept; past it the map starts over
@@ -217,11 +202,13 @@ impl Mesh {
             && let Some(target) = balanced.balancer.pick(&[])
         {
             self.metrics.lookup(Lookup::Service);
+            // The connection is labelled as its first endpoint; each HTTP
+            // request is labelled as the endpoint it goes to.
             ctx.target = target.addr;
-            ctx.peer_labels = balanced.peer.labels.clone();
-            ctx.peer_identity = balanced.peer.identity.clone();
-            if balanced.peer.tls {
+            ctx.peer_labels = target.labels.clone();
+            if let Some(tls) = &target.tls {
                 ctx.tls = TlsStatus::Mesh;
+                ctx.peer_identity = Some(tls.identity().to_string());
             }
             return Outbound {
                 tls: target.tls.clone(),
@@ -275,8 +262,7 @@ impl Mesh {
         }
         let built = Balanced {
             resolution: resolution.clone(),
-            balancer: Arc::new(self.balancer(service)),
-            peer: self.service_peer(resolution, service),
+            balancer: Arc::new(self.balancer(resolution, service)),
         };
         if services.len() >= MAX_SERVICES && !services.contains_key(&addr) {
             services.clear();
@@ -285,59 +271,24 @@ impl Mesh {
         Some(built)
     }
 
-    fn balancer(&self, service: &Service) -> Balancer {
+    fn balancer(&self, resolution: &Resolution, service: &Service) -> Balancer {
+        let shared = service_labels(resolution, service);
         let targets = service
             .endpoints
             .iter()
-            .map(|e| Target {
-                addr: e.addr,
-                tls: self.mesh_connect(e.identity.as_ref()),
-                opaque: e.opaque,
-                load: self.loads.get(e.addr),
+            .map(|e| {
+                let tls = self.mesh_connect(e.identity.as_ref());
+                let id = tls.as_ref().map(MeshConnect::identity);
+                Target {
+                    addr: e.addr,
+                    labels: self.labeler.labels(Direction::Outbound, id, &shared),
+                    tls,
+                    opaque: e.opaque,
+                    load: self.loads.get(e.addr),
+                }
             })
             .collect();
         Balancer::new(targets)
-    }
-
-    /// How a connection to a Service is labelled: its requests go to any
-    /// endpoint, so it carries `dst_service` and the `dst_*` labels every
-    /// endpoint shares (the workload, not `dst_pod`); `tls` is mesh TLS when
-    /// every endpoint is meshed, and `server_id` is set when they all have
-    /// one identity.
-    fn service_peer(&self, resolution: &Resolution, service: &Service) -> ServicePeer {
-        let mut shared: Vec<(String, String)> = service.endpoints[0]
-            .labels
-            .iter()
-            .filter(|(key, value)| {
-                key != "dst_pod"
-                    && service.endpoints[1..]
-                        .iter()
-                        .all(|e| e.labels.iter().any(|(k, v)| k == key && v == value))
-            })
-            .cloned()
-            .collect();
-        for (key, value) in resolution.labels.iter() {
-            match shared.iter_mut().find(|(k, _)| k == key) {
-                Some(existing) => existing.1 = value.clone(),
-                None => shared.push((key.clone(), value.clone())),
-            }
-        }
-        shared.sort();
-        let tls = service.endpoints.iter().all(|e| e.identity.is_some());
-        let first = service.endpoints[0].identity.as_ref();
-        let identity = first.filter(|id| {
-            tls && service
-                .endpoints
-                .iter()
-                .all(|e| e.identity.as_ref().is_some_and(|other| other == *id))
-        });
-        ServicePeer {
-            tls,
-            identity: identity.map(ToString::to_string),
-            labels: self
-                .labeler
-                .labels(Direction::Outbound, identity.map(|id| &**id), &shared),
-        }
     }
 
     /// Mesh TLS to a peer that must present `identity`; `None` for
@@ -501,4 +452,32 @@ impl Mesh {
             dial,
         ))
     }
+}
+
+/// The `dst_*` labels of requests to a Service, whichever endpoint takes
+/// them: `dst_service`, `dst_namespace` and the labels every endpoint
+/// shares (the workload, the ServiceAccount; not `dst_pod`).
+fn service_labels(resolution: &Resolution, service: &Service) -> Vec<(String, String)> {
+    let mut shared: Vec<(String, String)> = match service.endpoints.split_first() {
+        Some((first, rest)) => first
+            .labels
+            .iter()
+            .filter(|(key, value)| {
+                key != "dst_pod"
+                    && rest
+                        .iter()
+                        .all(|e| e.labels.iter().any(|(k, v)| k == key && v == value))
+            })
+            .cloned()
+            .collect(),
+        None => Vec::new(),
+    };
+    for (key, value) in resolution.labels.iter() {
+        match shared.iter_mut().find(|(k, _)| k == key) {
+            Some(existing) => existing.1 = value.clone(),
+            None => shared.push((key.clone(), value.clone())),
+        }
+    }
+    shared.sort();
+    shared
 }

@@ -21,9 +21,11 @@ use hyper::body::Incoming;
 use hyper::{Request, Response};
 
 use super::super::connect::{Connector, Dial};
+use super::super::context::TlsStatus;
 use super::upstream::{SendFailed, Upstream, UpstreamError, Version};
 use crate::balance::{Balancer, Target};
 use crate::tls::Mesh;
+use crate::tls::labels::PeerLabels;
 
 /// Endpoints one request is offered to, at most.
 pub const MAX_ATTEMPTS: usize = 3;
@@ -36,12 +38,58 @@ pub enum Forward {
     Balanced(Balanced),
 }
 
+/// Where one request goes, chosen before it is counted so that its
+/// metrics name the endpoint that takes it.
+pub enum Route {
+    /// The connection's one upstream.
+    Direct,
+    /// This endpoint of the Service.
+    Endpoint {
+        /// The snapshot it was picked from.
+        balancer: Arc<Balancer>,
+        /// Its index in `balancer.targets()`.
+        index: usize,
+    },
+    /// The original destination (the ClusterIP), in plaintext.
+    Fallback,
+}
+
+impl Route {
+    /// A request's TLS status and peer labels on this route, when they are
+    /// not the connection's.
+    pub fn peer(&self) -> Option<(TlsStatus, &PeerLabels)> {
+        match self {
+            Self::Direct => None,
+            Self::Endpoint { balancer, index } => balancer.targets().get(*index).map(|t| {
+                let tls = match t.tls {
+                    Some(_) => TlsStatus::Mesh,
+                    None => TlsStatus::None,
+                };
+                (tls, &t.labels)
+            }),
+            Self::Fallback => Some((TlsStatus::None, PeerLabels::none_ref())),
+        }
+    }
+}
+
 impl Forward {
-    /// Forwards one request.
-    pub async fn send(&self, req: Request<Incoming>) -> Result<Response<Incoming>, UpstreamError> {
+    /// Where the next request goes.
+    pub async fn route(&self) -> Route {
+        match self {
+            Self::Direct(_) => Route::Direct,
+            Self::Balanced(balanced) => balanced.route().await,
+        }
+    }
+
+    /// Forwards one request on `route`.
+    pub async fn send(
+        &self,
+        req: Request<Incoming>,
+        route: Route,
+    ) -> Result<Response<Incoming>, UpstreamError> {
         match self {
             Self::Direct(upstream) => upstream.send(req).await.map_err(|f| f.error),
-            Self::Balanced(balanced) => balanced.send(req).await,
+            Self::Balanced(balanced) => balanced.send(req, route).await,
         }
     }
 }
@@ -97,16 +145,36 @@ impl Balanced {
         self.endpoints.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Forwards one request to the endpoint the balancer picks.
-    pub async fn send(&self, req: Request<Incoming>) -> Result<Response<Incoming>, UpstreamError> {
+    /// The endpoint the balancer picks for the next request, or the
+    /// fallback when destination no longer answers with endpoints.
+    pub async fn route(&self) -> Route {
+        let Some(balancer) = self.mesh.service(self.service).await else {
+            return Route::Fallback;
+        };
+        match balancer.pick_index(&[]) {
+            Some(index) => Route::Endpoint { balancer, index },
+            None => Route::Fallback,
+        }
+    }
+
+    /// Forwards one request on `route`; if its endpoint cannot take it,
+    /// to others of the same snapshot.
+    pub async fn send(
+        &self,
+        req: Request<Incoming>,
+        route: Route,
+    ) -> Result<Response<Incoming>, UpstreamError> {
+        let (balancer, mut index) = match route {
+            Route::Endpoint { balancer, index } => (balancer, index),
+            Route::Direct | Route::Fallback => {
+                return self.fallback.send(req).await.map_err(|f| f.error);
+            }
+        };
         let mut req = req;
         let mut tried: Vec<SocketAddr> = Vec::new();
         let mut last_error = None;
         loop {
-            let Some(balancer) = self.mesh.service(self.service).await else {
-                return self.fallback.send(req).await.map_err(|f| f.error);
-            };
-            let Some(target) = balancer.pick(&tried) else {
+            let Some(target) = balancer.targets().get(index) else {
                 // Every endpoint refused this request: the last one's reason.
                 return Err(last_error.unwrap_or_else(|| {
                     UpstreamError::Connect(std::io::Error::new(
@@ -137,6 +205,7 @@ impl Balanced {
                     tried.push(target.addr);
                     last_error = Some(error);
                     req = unsent;
+                    index = balancer.pick_index(&tried).unwrap_or(usize::MAX);
                 }
                 Err(failed) => {
                     in_flight.failed();

@@ -15,9 +15,10 @@ use http::{Request, StatusCode, header};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::histogram::Histogram;
 
-use super::super::context::ConnContext;
+use super::super::context::{ConnContext, TlsStatus};
 use super::super::metrics::{LatencyLabels, Metrics, RequestLabels, ResponseLabels};
 use super::classify::Classification;
+use crate::tls::labels::PeerLabels;
 
 /// Distinct statuses (or status, gRPC status, classification triples) kept
 /// per authority; a connection that sees more looks the rest up each time.
@@ -62,6 +63,10 @@ impl<'a> Authority<'a> {
 pub struct AuthorityMetrics {
     /// The authority as the request carried it (the cache key).
     seen: AuthorityKey,
+    /// The peer it was resolved for (part of the key: a Service's requests
+    /// go to different endpoints).
+    tls: TlsStatus,
+    peer: PeerLabels,
     metrics: Arc<Metrics>,
     labels: RequestLabels,
     requests: Counter,
@@ -170,24 +175,33 @@ impl ConnMetrics {
         }
     }
 
-    /// The series of a request to `authority` on the connection `ctx`:
-    /// the last authority's again when it matches, else looked up (and the
-    /// authority admitted under the cap) and kept.
+    /// The series of a request to `authority` on the connection `ctx`,
+    /// sent to `peer` when that is not the connection's (a Service's
+    /// endpoint): the last one's again when both match, else looked up
+    /// (and the authority admitted under the cap) and kept.
     pub fn for_request(
         &self,
         ctx: &ConnContext,
+        peer: Option<(TlsStatus, &PeerLabels)>,
         authority: Authority<'_>,
     ) -> Arc<AuthorityMetrics> {
+        let (tls, peer) = peer.unwrap_or((ctx.tls, &ctx.peer_labels));
         if let Some(last) = lock(&self.last).as_ref()
             && last.seen.matches(authority)
+            && last.tls == tls
+            && last.peer == *peer
         {
             return last.clone();
         }
-        let labels = self
+        let mut labels = self
             .metrics
             .request_labels(ctx, authority.label().as_deref());
+        labels.tls = tls;
+        labels.peer = peer.clone();
         let resolved = Arc::new(AuthorityMetrics {
             seen: authority.into(),
+            tls,
+            peer: peer.clone(),
             metrics: self.metrics.clone(),
             requests: self.metrics.request_counter(&labels),
             labels,
@@ -244,7 +258,7 @@ mod tests {
         // Alternating authorities and statuses: hits and misses both land
         // in the series a direct lookup would use.
         for (host, status) in [("a", 200), ("a", 200), ("b", 503), ("a", 404), ("A", 200)] {
-            let series = conn.for_request(&ctx, Authority::Host(host));
+            let series = conn.for_request(&ctx, None, Authority::Host(host));
             series.request();
             let status = StatusCode::from_u16(status).map_err(|_| std::fmt::Error)?;
             series.latency(status, 0.2);

@@ -50,7 +50,10 @@ impl ProxyService {
     /// Proxies one request; never fails (errors become responses).
     pub async fn call(&self, mut req: Request<Incoming>) -> Response<ProxyBody> {
         let start = Instant::now();
-        let series = self.metrics.for_request(&self.ctx, Authority::of(&req));
+        let route = self.upstream.route().await;
+        let series = self
+            .metrics
+            .for_request(&self.ctx, route.peer(), Authority::of(&req));
         series.request();
 
         let upgrade = upgrade_kind(&req);
@@ -60,7 +63,7 @@ impl ProxyService {
             restore_upgrade(req.headers_mut(), protocol.clone());
         }
 
-        let result = self.upstream.send(req).await;
+        let result = self.upstream.send(req, route).await;
         let millis = start.elapsed().as_secs_f64() * 1_000.0;
         let mut response = match result {
             Ok(response) => response,
