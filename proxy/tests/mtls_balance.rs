@@ -203,8 +203,8 @@ async fn one_http2_connection_spreads_its_requests_and_follows_new_endpoints() -
     assert_eq!(total - before.iter().sum::<f64>(), 800.0, "{spread:?}");
     eprintln!("800 requests, 8 at a time, over 3 endpoints: {before:?} -> {spread:?}");
 
-    // One series for the Service: mesh TLS, its name and the workload every
-    // endpoint shares, not one endpoint's pod.
+    // Each request is labelled as the endpoint that took it: mesh TLS, the
+    // Service's name, the workload and the pod.
     let text = rig.client.metrics().await?;
     let voting = id("voting");
     let outbound = [
@@ -218,7 +218,16 @@ async fn one_http2_connection_spreads_its_requests_and_follows_new_endpoints() -
         ("status_code", "200"),
     ];
     assert_eq!(metric(&text, "response_total", &outbound), total);
-    assert!(!text.contains("dst_pod=\"voting-0\""), "{text}");
+    for (i, &took) in spread.iter().enumerate() {
+        let pod = format!("voting-{i}");
+        let mut labels = outbound.to_vec();
+        labels.push(("dst_pod", pod.as_str()));
+        assert_eq!(
+            metric(&text, "response_total", &labels),
+            took,
+            "{pod}: {text}"
+        );
+    }
     assert!(
         metric(&text, "destination_lookups_total", &[("result", "service")]) >= 1.0,
         "{text}"

@@ -32,7 +32,7 @@ use super::labels::PeerLabeler;
 use super::metrics::{Lookup, MeshMetrics, Refusal};
 use super::peer;
 use crate::balance::{Balancer, Load, Loads, Target};
-use crate::destination::answer::Service;
+use crate::destination::answer::{Endpoint, Service};
 use crate::destination::{self, Cache, DestinationClient, Resolution};
 use crate::identity::renew::{self, DEFAULT_BACKOFF};
 use crate::identity::{Certifier, IdentityStore, LocalKey, MeshSettings};
@@ -272,7 +272,6 @@ impl Mesh {
     }
 
     fn balancer(&self, resolution: &Resolution, service: &Service) -> Balancer {
-        let shared = service_labels(resolution, service);
         let targets = service
             .endpoints
             .iter()
@@ -281,7 +280,11 @@ impl Mesh {
                 let id = tls.as_ref().map(MeshConnect::identity);
                 Target {
                     addr: e.addr,
-                    labels: self.labeler.labels(Direction::Outbound, id, &shared),
+                    labels: self.labeler.labels(
+                        Direction::Outbound,
+                        id,
+                        &endpoint_labels(resolution, e),
+                    ),
                     tls,
                     opaque: e.opaque,
                     load: self.loads.get(e.addr),
@@ -454,30 +457,17 @@ impl Mesh {
     }
 }
 
-/// The `dst_*` labels of requests to a Service, whichever endpoint takes
-/// them: `dst_service`, `dst_namespace` and the labels every endpoint
-/// shares (the workload, the ServiceAccount; not `dst_pod`).
-fn service_labels(resolution: &Resolution, service: &Service) -> Vec<(String, String)> {
-    let mut shared: Vec<(String, String)> = match service.endpoints.split_first() {
-        Some((first, rest)) => first
-            .labels
-            .iter()
-            .filter(|(key, value)| {
-                key != "dst_pod"
-                    && rest
-                        .iter()
-                        .all(|e| e.labels.iter().any(|(k, v)| k == key && v == value))
-            })
-            .cloned()
-            .collect(),
-        None => Vec::new(),
-    };
+/// The `dst_*` labels of requests to `endpoint` of a Service: the
+/// endpoint's own (its workload, pod, ServiceAccount) with the Service's
+/// `dst_service` and `dst_namespace`.
+fn endpoint_labels(resolution: &Resolution, endpoint: &Endpoint) -> Vec<(String, String)> {
+    let mut labels = endpoint.labels.to_vec();
     for (key, value) in resolution.labels.iter() {
-        match shared.iter_mut().find(|(k, _)| k == key) {
+        match labels.iter_mut().find(|(k, _)| k == key) {
             Some(existing) => existing.1 = value.clone(),
-            None => shared.push((key.clone(), value.clone())),
+            None => labels.push((key.clone(), value.clone())),
         }
     }
-    shared.sort();
-    shared
+    labels.sort();
+    labels
 }
