@@ -25,10 +25,11 @@ bench:
 	$(CARGO) bench -p weft-injector
 
 # The demo: first the offline review (`weft inject` on the sample app, no
-# cluster needed), then the real path: the local cluster (e2e/), weft's
-# injector beside it as a local process, emojivoto annotated and restarted,
-# and what the API server recorded for one injected pod. The cluster and the
-# injector keep running; `make cluster-down` stops both.
+# cluster needed), then the tutorial on the local cluster and its node
+# (e2e/): weft check, weft install | kubectl apply, emojivoto applied,
+# annotated and restarted until READY 2/2, what the API server recorded for
+# one injected pod, and web -> voting over mTLS from the proxies' metrics.
+# The cluster keeps running; `make cluster-down` stops it.
 demo: deps
 	@echo "== building weft (the first build takes a few minutes)"
 	$(CARGO) build -p weft-cli

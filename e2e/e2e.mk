@@ -8,10 +8,11 @@
 #   make test-e2e      the end-to-end suites (they start their own clusters)
 #   make bench-e2e     webhook latency through the API server (docs/benchmarks.md)
 #   make bench-node    the node's figures: start-up, rollout restart to 2/2, images, memory
+#   make bench-mesh    latency the mesh adds web -> voting, meshed vs plain pods, and the spread over 3 endpoints
 E2E_CLUSTER_DIR ?= $(CURDIR)/e2e/.cluster
 E2E_RUN = $(CARGO) run -q -p weft-e2e --bin weft-e2e -- --dir $(E2E_CLUSTER_DIR)
 
-.PHONY: e2e-bins images cluster-up cluster-down cluster-status test-e2e bench-e2e bench-node
+.PHONY: e2e-bins images cluster-up cluster-down cluster-status test-e2e bench-e2e bench-node bench-mesh
 
 e2e-bins:
 	bash e2e/go/build.sh
@@ -36,3 +37,6 @@ bench-e2e: e2e-bins
 
 bench-node: deps e2e-bins images
 	$(CARGO) bench -p weft-e2e --bench node_figures
+
+bench-mesh: deps e2e-bins images
+	$(CARGO) bench -p weft-e2e --bench mesh_latency

@@ -1,15 +1,23 @@
 //! `make demo` (`weft-e2e demo`): weft in the user's workflow on a real
-//! cluster with a real node. It builds the images, starts the local cluster
-//! and its node (or reuses the running one), installs weft as a user does
-//! (`weft install | kubectl apply -f -`), deploys a sample app, annotates
-//! its namespace, runs `kubectl rollout restart`, waits until every new pod
-//! is READY 2/2, and prints for one new pod what was injected and why, from
-//! the API server's own audit log. The cluster keeps running afterwards;
-//! `weft-e2e down` (`make cluster-down`) stops it.
+//! cluster with a real node, each step printed as the command a user types.
+//! It builds the images, starts the local cluster and its node (or reuses
+//! the running one), installs weft as a getting-started guide does (`weft
+//! check --pre`, `weft install | kubectl apply -f -`, `weft check`), deploys
+//! a sample app, annotates its namespace, runs `kubectl rollout restart`,
+//! waits until every new pod is READY 2/2, prints for one new pod what was
+//! injected and why from the API server's own audit log, shows from the
+//! proxies' metrics that web → voting is mutual TLS with the workloads'
+//! identities, and ends with the commands to try next. The cluster keeps
+//! running afterwards; `weft-e2e down` (`make cluster-down`) stops it.
 
+mod control_plane;
+mod mtls;
+mod next_steps;
 mod progress;
 mod report;
+mod shell;
 mod snapshot;
+mod traffic;
 mod workflow;
 
 use std::io::Write;
@@ -17,19 +25,19 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
+pub use self::mtls::{Call, CallReport, Tally, Workload};
+use self::next_steps::NextSteps;
 use self::progress::Progress;
 pub use self::report::{AppliedPatch, ContainerLine, Decision, PodReport};
 use crate::bins::{self, Binaries};
 use crate::cluster::Cluster;
 use crate::error::{Error, Result};
+use crate::images;
 use crate::injector::Profile;
 use crate::state::{self, ClusterState};
-use crate::{images, install, webhook};
 
 /// The number of steps [`run`] announces.
-const STEPS: usize = 8;
-/// How long weft's control plane gets to become Available.
-const CONTROL_PLANE_READY: std::time::Duration = std::time::Duration::from_secs(240);
+const STEPS: usize = 11;
 
 /// What the demo deploys and reports on.
 #[derive(Debug, Clone)]
@@ -100,17 +108,24 @@ pub struct DemoOutcome {
     pub requested_pod: Value,
     /// The chosen pod as the API server stored it.
     pub stored_pod: Value,
+    /// web → voting as both proxies counted it (`None` when the sample has
+    /// no such call).
+    pub mtls: Option<CallReport>,
 }
 
 /// Runs the demo, writing its progress and report to `out`. Fails when a
-/// step fails or the reported pod was not injected (after printing why).
+/// step fails, the reported pod was not injected, or web → voting was not
+/// seen over mutual TLS (after printing why and what to try next).
 pub async fn run(options: &DemoOptions, out: &mut (dyn Write + Send)) -> Result<DemoOutcome> {
     let mut p = Progress::new(out, STEPS);
     p.line("weft demo: weft on a local Kubernetes cluster with a real node, in the workflow a user follows")?;
     let bin_dir = binaries(&mut p).await?;
     build_images(&mut p).await?;
     let (state, cluster, reused_cluster) = cluster(&mut p, &options.dir).await?;
-    let webhook = install_weft(&mut p, &cluster).await?;
+    let (weft, identity) =
+        control_plane::check_pre(&mut p, &cluster, options.profile, &state.dir).await?;
+    control_plane::install(&mut p, &cluster, &identity).await?;
+    let webhook = control_plane::check(&mut p, &cluster, &weft, &identity).await?;
 
     let ns = options.namespace.as_str();
     let before = workflow::deploy(&mut p, &cluster, &options.manifest, ns).await?;
@@ -133,7 +148,23 @@ pub async fn run(options: &DemoOptions, out: &mut (dyn Write + Send)) -> Result<
     p.line(report.render(&webhook))?;
     p.line("The warnings are those the webhook returns for this pod template, from a server-side dry run: the ReplicaSet controller that created the pod does not show them, and the audit log does not keep them.")?;
     p.line("")?;
-    closing(&mut p, &state, &bin_dir, &options.dir, ns)?;
+    // Failing to see the call still ends with the way into the cluster.
+    let traffic = traffic::mtls(&mut p, &snap, &new_pods, ns).await;
+    p.line("")?;
+    let weft_dir = weft.parent().unwrap_or(Path::new(".")).to_path_buf();
+    let next = NextSteps {
+        kubeconfig: &state.kubeconfig,
+        path: vec![weft_dir, bin_dir],
+        namespace: ns,
+        deployment: &options.deployment,
+        manifest: &options.manifest,
+        proxy: traffic::client_proxy(&snap, &new_pods),
+        down: cluster_down(&options.dir),
+    };
+    for line in next.render() {
+        p.line(line)?;
+    }
+    let traffic = traffic?;
 
     if report.decision != Decision::Injected {
         return Err(Error::Demo(format!(
@@ -154,6 +185,7 @@ pub async fn run(options: &DemoOptions, out: &mut (dyn Write + Send)) -> Result<
         report,
         requested_pod: recorded.requested_pod,
         stored_pod: recorded.stored_pod,
+        mtls: traffic,
     })
 }
 
@@ -227,6 +259,10 @@ async fn cluster(p: &mut Progress<'_>, dir: &Path) -> Result<(ClusterState, Clus
     } else {
         "started"
     };
+    p.note(format!(
+        "the kubectl commands below run with KUBECONFIG={}",
+        shell::word(&state.kubeconfig.display().to_string())
+    ))?;
     p.done(format!(
         "{how} at {}; node {} Ready",
         state.server,
@@ -235,65 +271,16 @@ async fn cluster(p: &mut Progress<'_>, dir: &Path) -> Result<(ClusterState, Clus
     Ok((state, cluster, reused))
 }
 
-/// Step 4: `weft install | kubectl apply -f -`, until the injector and
-/// weft-control are Available and the API server calls the webhook through
-/// its Service. Returns the webhook's name.
-async fn install_weft(p: &mut Progress<'_>, cluster: &Cluster) -> Result<String> {
-    let args = install::install_args(&[]);
-    p.step(format!("weft {} | kubectl apply -f -", args.join(" ")))?;
-    p.note(format!(
-        "--registry {}: the images were imported into the node's containerd under that name; a real cluster keeps the default",
-        images::REGISTRY
-    ))?;
-    p.ticking(
-        "building weft and applying its manifests",
-        install::apply(cluster, &[]),
-    )
-    .await??;
-    p.until(
-        "deployment/weft-injector and deployment/weft-control Available",
-        CONTROL_PLANE_READY,
-        || async {
-            install::wait_ready(cluster, std::time::Duration::from_secs(1))
-                .await
-                .map_err(|e| e.to_string())
-        },
-    )
-    .await?;
-    p.ticking(
-        "waiting until the API server calls the webhook (a dry-run marker pod comes back injected)",
-        webhook::wait_live(cluster),
-    )
-    .await??;
-    p.done("weft runs in namespace weft; the API server calls the injector through Service weft-injector")?;
-    Ok(weft_webhook_config::WEBHOOK_NAME.to_string())
-}
-
-/// How to use the cluster now, and how to stop it.
-fn closing(
-    p: &mut Progress<'_>,
-    state: &ClusterState,
-    bin_dir: &Path,
-    dir: &Path,
-    ns: &str,
-) -> Result<()> {
-    p.line(format!(
-        "Point kubectl at the cluster (a kubectl of the same release is {}):",
-        bin_dir.join("kubectl").display()
-    ))?;
-    p.line(format!(
-        "  export KUBECONFIG={}",
-        state.kubeconfig.display()
-    ))?;
-    p.line(format!("  export PATH={}:$PATH", bin_dir.display()))?;
-    p.line(format!("  kubectl get pods -n {ns}"))?;
-    p.line(format!("  kubectl logs -n {ns} deploy/web -c weft-proxy"))?;
+/// The command that stops the cluster in `dir`.
+fn cluster_down(dir: &Path) -> String {
     let default_dir = bins::crate_dir().join(".cluster");
     let same = std::fs::canonicalize(dir).ok() == std::fs::canonicalize(&default_dir).ok();
-    let down = if same {
+    if same {
         "make cluster-down".to_string()
     } else {
-        format!("make cluster-down E2E_CLUSTER_DIR={}", dir.display())
-    };
-    p.line(format!("Stop the cluster and its node: {down}"))
+        format!(
+            "make cluster-down E2E_CLUSTER_DIR={}",
+            shell::word(&dir.display().to_string())
+        )
+    }
 }

@@ -30,9 +30,10 @@ struct Cli {
 enum Command {
     /// Start the cluster in the background (builds the binaries first).
     Up,
-    /// Start the cluster (or reuse it), run weft's injector beside it,
+    /// Start the cluster and its node (or reuse them), install weft in it,
     /// deploy a sample app, annotate and restart it, and show what was
-    /// injected into one pod and why. The injector keeps running until `down`.
+    /// injected into one pod and why, and that its traffic is mutual TLS.
+    /// The cluster keeps running until `down`.
     Demo {
         /// The manifest to deploy.
         #[arg(long, default_value_os_t = DemoOptions::new(&default_dir()).manifest)]

@@ -18,12 +18,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use tokio::time::Instant;
-
 use k8s_openapi::api::core::v1::Pod;
-use libtest_mimic::{Arguments, Failed, Trial};
 use node_support::{NodeEnv, TrialResult, name, pod_ip};
+use tokio::time::Instant;
 use weft_e2e::bins;
+use weft_e2e::images::BUSYBOX_IMAGE;
 use weft_e2e::metrics::metric;
 use weft_e2e::wait::eventually;
 
@@ -33,18 +32,7 @@ const WEB: &str = "app=web-svc";
 const BOT: &str = "app=vote-bot";
 const DEPLOYMENTS: [&str; 4] = ["emoji", "voting", "web", "vote-bot"];
 
-type TrialFn =
-    for<'a> fn(&'a NodeEnv) -> std::pin::Pin<Box<dyn Future<Output = TrialResult> + Send + 'a>>;
-
-macro_rules! trials {
-    ($($name:ident),* $(,)?) => {
-        vec![$((stringify!($name), (|env| Box::pin($name(env))) as TrialFn)),*]
-    };
-}
-
 fn main() {
-    let mut args = Arguments::from_args();
-    args.test_threads = Some(1);
     // In this order: the later trials build on the earlier ones' state.
     let all = trials![
         voting_serves_grpc_within_60s_and_only_vote_doughnut_fails,
@@ -53,78 +41,11 @@ fn main() {
         killing_an_endpoint_fails_only_requests_in_flight_on_it,
         with_destination_gone_traffic_keeps_flowing_to_the_known_endpoints,
     ];
-    let selected = |name: &str| match &args.filter {
-        Some(f) if args.exact => name == f,
-        Some(f) => name.contains(f.as_str()),
-        None => true,
-    } && !args.skip.iter().any(|s| name.contains(s.as_str()));
-    let wanted = !args.list && all.iter().any(|(n, _)| selected(n));
-
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(rt) => Arc::new(rt),
-        Err(e) => {
-            eprintln!("emojivoto suite: no tokio runtime: {e}");
-            std::process::exit(1);
-        }
-    };
-    let env: Option<Arc<NodeEnv>> = if wanted {
-        let started = runtime.block_on(async {
-            let env = NodeEnv::start().await?;
-            deploy_emojivoto(&env).await?;
-            Ok::<_, String>(env)
-        });
-        match started {
-            Ok(env) => Some(Arc::new(env)),
-            Err(e) => {
-                eprintln!("emojivoto suite: the cluster or the app did not start:\n{e}");
-                std::process::exit(1);
-            }
-        }
-    } else {
-        None
-    };
-
-    let trials = all
-        .into_iter()
-        .map(|(trial_name, f)| {
-            let env = env.clone();
-            let runtime = runtime.clone();
-            Trial::test(trial_name, move || {
-                let env = env.ok_or_else(|| Failed::from("no node cluster"))?;
-                runtime
-                    .block_on(async {
-                        tokio::time::timeout(Duration::from_secs(300), f(&env)).await
-                    })
-                    .map_err(|_| Failed::from("timed out after 300 s"))?
-                    .map_err(|why| {
-                        Failed::from(format!(
-                            "{why}\n----- component logs -----\n{}",
-                            env.cluster.log_tails(15)
-                        ))
-                    })
-            })
-        })
-        .collect();
-    let conclusion = libtest_mimic::run(&args, trials);
-
-    if let Some(env) = env {
-        match Arc::try_unwrap(env) {
-            Ok(env) => {
-                let problems = env.cluster.stop_checked();
-                if !problems.is_empty() {
-                    eprintln!(
-                        "emojivoto suite: the host was not put back: {}",
-                        problems.join("; ")
-                    );
-                    std::process::exit(1);
-                }
-            }
-            Err(_) => eprintln!(
-                "emojivoto suite: the cluster is still in use; it stops when the process exits"
-            ),
-        }
-    }
-    conclusion.exit();
+    node_support::suite::run(
+        "emojivoto",
+        all,
+        Some(|env| Box::pin(deploy_emojivoto(env))),
+    );
 }
 
 /// The tutorial's steps 2 to 5: apply, annotate, restart, every pod 2/2.
@@ -142,6 +63,34 @@ async fn deploy_emojivoto(env: &NodeEnv) -> TrialResult {
         "--overwrite",
     ])
     .await?;
+    // As a person would check before restarting: the injector's namespace
+    // watch has seen the annotation once a dry-run pod comes back injected.
+    let probe = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: injection-probe, namespace: {NS}}}\n\
+         spec: {{containers: [{{name: app, image: {BUSYBOX_IMAGE}}}]}}\n"
+    );
+    eventually(
+        "the injector to see the annotation",
+        Duration::from_secs(60),
+        || async {
+            let out = env
+                .cluster
+                .kubectl()
+                .run_stdin(
+                    &["create", "--dry-run=server", "-o", "json", "-f", "-"],
+                    &probe,
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+            if out.stdout.contains("\"weft-proxy\"") {
+                Ok(())
+            } else {
+                Err("a dry-run pod is not injected yet".to_string())
+            }
+        },
+    )
+    .await
+    .map_err(|e| e.to_string())?;
     env.kubectl(&["rollout", "restart", "deploy", "-n", NS])
         .await?;
     for deployment in DEPLOYMENTS {

@@ -8,14 +8,12 @@
 
 mod node_support;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::Api;
-use libtest_mimic::{Arguments, Failed, Trial};
 use node_support::{NodeEnv, TrialResult, name, pod_ip, ready_column, web_deployment};
 use tokio::io::AsyncBufReadExt as _;
 use weft_e2e::images::{BUSYBOX_IMAGE, REGISTRY, TAG};
@@ -24,19 +22,8 @@ use weft_e2e::node::config::NODE_NAME;
 use weft_e2e::node::node_ready;
 use weft_e2e::wait::eventually;
 
-type TrialFn =
-    for<'a> fn(&'a NodeEnv) -> std::pin::Pin<Box<dyn Future<Output = TrialResult> + Send + 'a>>;
-
-macro_rules! trials {
-    ($($name:ident),* $(,)?) => {
-        vec![$((stringify!($name), (|env| Box::pin($name(env))) as TrialFn)),*]
-    };
-}
-
 fn main() {
-    let mut args = Arguments::from_args();
     // One after another: some trials stop parts of the control plane.
-    args.test_threads = Some(1);
     let all = trials![
         node_is_ready_with_its_own_credentials,
         the_kubelet_serves_logs_exec_and_port_forward,
@@ -49,73 +36,7 @@ fn main() {
         an_unmeshed_pod_reaches_a_meshed_one_in_plaintext_unless_identity_is_required,
         a_proxy_without_identity_stays_unready_until_identity_returns,
     ];
-    let selected = |name: &str| match &args.filter {
-        Some(f) if args.exact => name == f,
-        Some(f) => name.contains(f.as_str()),
-        None => true,
-    } && !args.skip.iter().any(|s| name.contains(s.as_str()));
-    let wanted = !args.list && all.iter().any(|(n, _)| selected(n));
-
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(rt) => Arc::new(rt),
-        Err(e) => {
-            eprintln!("node suite: no tokio runtime: {e}");
-            std::process::exit(1);
-        }
-    };
-    let env: Option<Arc<NodeEnv>> = if wanted {
-        match runtime.block_on(NodeEnv::start()) {
-            Ok(env) => Some(Arc::new(env)),
-            Err(e) => {
-                eprintln!("node suite: the node cluster did not start:\n{e}");
-                std::process::exit(1);
-            }
-        }
-    } else {
-        None
-    };
-
-    let trials = all
-        .into_iter()
-        .map(|(trial_name, f)| {
-            let env = env.clone();
-            let runtime = runtime.clone();
-            Trial::test(trial_name, move || {
-                let env = env.ok_or_else(|| Failed::from("no node cluster"))?;
-                runtime
-                    .block_on(async {
-                        tokio::time::timeout(Duration::from_secs(300), f(&env)).await
-                    })
-                    .map_err(|_| Failed::from("timed out after 300 s"))?
-                    .map_err(|why| {
-                        Failed::from(format!(
-                            "{why}\n----- component logs -----\n{}",
-                            env.cluster.log_tails(15)
-                        ))
-                    })
-            })
-        })
-        .collect();
-    let conclusion = libtest_mimic::run(&args, trials);
-
-    if let Some(env) = env {
-        match Arc::try_unwrap(env) {
-            Ok(env) => {
-                let problems = env.cluster.stop_checked();
-                if !problems.is_empty() {
-                    eprintln!(
-                        "node suite: the host was not put back: {}",
-                        problems.join("; ")
-                    );
-                    std::process::exit(1);
-                }
-            }
-            Err(_) => eprintln!(
-                "node suite: the cluster is still in use; it stops when the process exits"
-            ),
-        }
-    }
-    conclusion.exit();
+    node_support::suite::run("node", all, None);
 }
 
 async fn node_is_ready_with_its_own_credentials(env: &NodeEnv) -> TrialResult {

@@ -1,4 +1,4 @@
-//! The user's workflow, steps 5 to 8 of the demo: deploy the sample app,
+//! The user's workflow, steps 7 to 10 of the demo: deploy the sample app,
 //! annotate its namespace, `kubectl rollout restart`, and read back what the
 //! API server recorded for one of the new pods. Each step says what it runs
 //! and waits for the state it needs rather than sleeping.
@@ -38,7 +38,7 @@ pub(super) struct Recorded {
     pub(super) stored_pod: Value,
 }
 
-/// Step 5: `kubectl apply -f manifest`, until every Deployment has its
+/// Step 7: `kubectl apply -f manifest`, until every Deployment has its
 /// pods. Returns `(uid, injected)` of each pod.
 pub(super) async fn deploy(
     p: &mut Progress<'_>,
@@ -75,7 +75,7 @@ pub(super) async fn deploy(
     Ok(before)
 }
 
-/// Step 6: `kubectl annotate namespace`, until the injector's namespace
+/// Step 8: `kubectl annotate namespace`, until the injector's namespace
 /// watch has seen it (a dry run of `deployment`'s pod comes back injected),
 /// as a person would check before restarting.
 pub(super) async fn annotate(
@@ -123,9 +123,9 @@ pub(super) async fn annotate(
     Ok(())
 }
 
-/// Step 7: `kubectl rollout restart`, until each Deployment's new
+/// Step 9: `kubectl rollout restart`, until each Deployment's new
 /// ReplicaSet has its pods and every rollout is complete, its pods Ready
-/// (2/2: the app and weft-proxy). `before` are the pods from step 5.
+/// (2/2: the app and weft-proxy). `before` are the pods from step 7.
 /// Returns the new pods, the namespace as it then is, and `kubectl get
 /// pods`' table.
 pub(super) async fn restart(
@@ -233,7 +233,7 @@ pub(super) async fn restart(
     Ok((new_pods, snap, table))
 }
 
-/// Step 8: the audit record of `deployment`'s new pod, its stored form, and
+/// Step 10: the audit record of `deployment`'s new pod, its stored form, and
 /// the warnings the webhook gives for its template, as a report.
 pub(super) async fn record(
     p: &mut Progress<'_>,

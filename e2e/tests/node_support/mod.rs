@@ -5,6 +5,8 @@
 
 #![allow(dead_code)] // each suite uses its own subset of the helpers
 
+pub mod suite;
+
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 

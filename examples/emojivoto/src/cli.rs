@@ -19,8 +19,9 @@ use tokio::net::TcpListener;
 use crate::bot::{self, BotConfig};
 use crate::grpc::Channel;
 use crate::shutdown;
+use crate::vote_load::{self, LoadConfig};
 use crate::web::{self, WebConfig};
-use crate::{emoji_svc, voting_svc};
+use crate::{emoji_svc, vote_method, voting_svc};
 
 /// An emojivoto-compatible demo app: two gRPC services, a web front end
 /// and a vote bot, in one binary.
@@ -44,6 +45,9 @@ pub enum Command {
     Web(WebArgs),
     /// Votes through web's API at a steady rate.
     VoteBot(BotArgs),
+    /// Calls voting-svc on a fixed schedule over one HTTP/2 connection and
+    /// prints the calls' latency percentiles as one JSON line.
+    VoteLoad(LoadArgs),
 }
 
 /// Flags of the two gRPC services.
@@ -103,6 +107,38 @@ pub struct BotArgs {
     pub timeout: Duration,
 }
 
+#[derive(Debug, Args)]
+pub struct LoadArgs {
+    /// voting-svc as host:port (resolved at each connection).
+    #[arg(long, env = "VOTINGSVC_HOST", value_parser = host_port)]
+    pub voting_addr: Authority,
+    /// Calls a second, above 0 (at most 100000).
+    #[arg(long, env = "EMOJIVOTO_LOAD_RATE", default_value = "100", value_parser = load_rate)]
+    pub rate: f64,
+    /// How long the measured run lasts, above 0, e.g. `20s`.
+    #[arg(long, env = "EMOJIVOTO_LOAD_DURATION", default_value = "20s", value_parser = positive_duration)]
+    pub duration: Duration,
+    /// An uncounted run at the same rate first (connections made, caches
+    /// warm); `0s` for none.
+    #[arg(long, env = "EMOJIVOTO_LOAD_WARMUP", default_value = "2s", value_parser = duration)]
+    pub warmup: Duration,
+    /// The most calls in flight; a call due while this many are waits, and
+    /// its wait counts in its latency.
+    #[arg(long, env = "EMOJIVOTO_LOAD_CONCURRENCY", default_value = "100", value_parser = concurrency)]
+    pub concurrency: usize,
+    /// The VotingService method called: one of the proto's `Vote<Name>`
+    /// (`VoteDoughnut` always fails).
+    #[arg(long, env = "EMOJIVOTO_LOAD_METHOD", default_value = "VoteJoy", value_parser = vote_rpc)]
+    pub method: String,
+    /// Deadline of each call, connecting included.
+    #[arg(long, env = "EMOJIVOTO_RPC_TIMEOUT", default_value = "2s", value_parser = positive_duration)]
+    pub timeout: Duration,
+    /// How long the first call is retried (voting-svc or the pod's proxy
+    /// still starting) before giving up.
+    #[arg(long, env = "EMOJIVOTO_LOAD_READY_TIMEOUT", default_value = "30s", value_parser = duration)]
+    pub ready_timeout: Duration,
+}
+
 /// Why the app could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -120,6 +156,8 @@ pub enum Error {
     },
     #[error("cannot watch for SIGTERM: {0}")]
     Signals(#[source] std::io::Error),
+    #[error("vote-load: {0}")]
+    Load(#[from] vote_load::Error),
 }
 
 /// Runs the subcommand until it ends or SIGTERM.
@@ -162,6 +200,24 @@ pub async fn run(command: Command) -> Result<ExitCode, Error> {
             println!("vote-bot: {summary}");
             if !summary.reached_web() {
                 eprintln!("vote-bot: no vote reached {}", config.web);
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        Command::VoteLoad(args) => {
+            let config = LoadConfig {
+                voting: args.voting_addr,
+                method: args.method,
+                rate: args.rate,
+                duration: args.duration,
+                warmup: args.warmup,
+                concurrency: args.concurrency,
+                timeout: args.timeout,
+                ready_timeout: args.ready_timeout,
+            };
+            let report = vote_load::run(&config, shutdown).await?;
+            println!("{}", report.to_json());
+            if report.sent > 0 && report.succeeded == 0 {
+                eprintln!("vote-load: no call to {} succeeded", config.voting);
                 return Ok(ExitCode::FAILURE);
             }
         }
@@ -233,6 +289,47 @@ pub fn rate(text: &str) -> Result<f64, String> {
         Ok(rate)
     } else {
         Err(format!("{text}: the rate must be above 0 and at most 1000"))
+    }
+}
+
+/// A [`duration`] above zero.
+pub fn positive_duration(text: &str) -> Result<Duration, String> {
+    match duration(text)? {
+        d if d.is_zero() => Err(format!("{text:?}: must be longer than 0")),
+        d => Ok(d),
+    }
+}
+
+/// A load generator's rate in calls a second: above 0, at most 100000.
+pub fn load_rate(text: &str) -> Result<f64, String> {
+    let rate: f64 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number"))?;
+    if rate.is_finite() && rate > 0.0 && rate <= 100_000.0 {
+        Ok(rate)
+    } else {
+        Err(format!(
+            "{text}: the rate must be above 0 and at most 100000"
+        ))
+    }
+}
+
+/// A number of calls in flight: at least 1.
+pub fn concurrency(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("0: at least one call must be allowed in flight".to_string()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("{text:?} is not a whole number")),
+    }
+}
+
+/// A `Vote<Name>` method of the VotingService proto, e.g. `VoteJoy`.
+pub fn vote_rpc(text: &str) -> Result<String, String> {
+    match vote_method::shortcode_for(text) {
+        Some(_) => Ok(text.to_string()),
+        None => Err(format!(
+            "{text:?} is not a Vote method of emojivoto.v1.VotingService (e.g. VoteJoy)"
+        )),
     }
 }
 
@@ -327,5 +424,80 @@ mod tests {
         let err = Cli::try_parse_from(["emojivoto", "vote-bot", "--web-host", "w", "--rate=-3"])
             .expect_err("bad rate");
         assert!(err.to_string().contains("--rate"), "{err}");
+    }
+
+    #[test]
+    fn vote_load_flags() {
+        let parse = |extra: &[&str]| {
+            let mut argv = vec![
+                "emojivoto",
+                "vote-load",
+                "--voting-addr",
+                "voting-svc.bench:8080",
+            ];
+            argv.extend_from_slice(extra);
+            Cli::try_parse_from(argv)
+        };
+        let Command::VoteLoad(args) = parse(&[]).expect("defaults").command else {
+            panic!("vote-load expected");
+        };
+        assert_eq!(args.voting_addr.as_str(), "voting-svc.bench:8080");
+        assert_eq!((args.rate, args.duration), (100.0, Duration::from_secs(20)));
+        assert_eq!((args.method.as_str(), args.concurrency), ("VoteJoy", 100));
+        assert_eq!(args.warmup, Duration::from_secs(2));
+
+        let Command::VoteLoad(args) = parse(&[
+            "--rate=1000",
+            "--duration=500ms",
+            "--warmup=0s",
+            "--concurrency=4",
+            "--method=VotePointUp2",
+        ])
+        .expect("parses")
+        .command
+        else {
+            panic!("vote-load expected");
+        };
+        assert_eq!(
+            (args.rate, args.duration),
+            (1000.0, Duration::from_millis(500))
+        );
+        assert_eq!((args.warmup, args.concurrency), (Duration::ZERO, 4));
+        assert_eq!(args.method, "VotePointUp2");
+
+        for (flag, bad) in [
+            ("--rate", "--rate=0"),
+            ("--rate", "--rate=-5"),
+            ("--rate", "--rate=NaN"),
+            ("--duration", "--duration=0s"),
+            ("--duration", "--duration=soon"),
+            ("--concurrency", "--concurrency=0"),
+            ("--method", "--method=Results"),
+            ("--method", "--method=VoteDonut"),
+            ("--timeout", "--timeout=0ms"),
+        ] {
+            let err = parse(&[bad]).expect_err(bad);
+            assert!(err.to_string().contains(flag), "{bad}: {err}");
+        }
+        assert!(
+            Cli::try_parse_from(["emojivoto", "vote-load"]).is_err(),
+            "--voting-addr is required"
+        );
+    }
+
+    #[test]
+    fn load_values() {
+        assert_eq!(positive_duration("20s"), Ok(Duration::from_secs(20)));
+        assert!(positive_duration("0").is_err());
+        assert_eq!(load_rate("1000"), Ok(1000.0));
+        assert_eq!(load_rate("0.5"), Ok(0.5));
+        for bad in ["0", "-1", "inf", "100001", "x"] {
+            assert!(load_rate(bad).is_err(), "{bad}");
+        }
+        assert_eq!(concurrency("1"), Ok(1));
+        assert!(concurrency("0").is_err());
+        assert!(concurrency("-1").is_err());
+        assert_eq!(vote_rpc("VoteJoy"), Ok("VoteJoy".to_string()));
+        assert!(vote_rpc("vote_joy").is_err());
     }
 }
