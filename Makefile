@@ -40,6 +40,6 @@ demo: deps
 	@echo "== in a real API server: weft-e2e demo"
 	$(E2E_RUN) demo --manifest examples/emojivoto.yml
 
-# Targets of the end-to-end cluster (issue 3) and the proxy (issue 4).
+# Targets of the end-to-end cluster and of the proxy.
 -include e2e/e2e.mk
 -include proxy/proxy.mk

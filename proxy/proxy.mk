@@ -1,4 +1,4 @@
-# Targets of the proxy (issue 4); the root Makefile includes this file.
+# Targets of the proxy; the root Makefile includes this file.
 #
 #   make bench-proxy        latency/throughput/RSS/CPU of weft vs direct,
 #                           HAProxy and Envoy on loopback (printed as markdown

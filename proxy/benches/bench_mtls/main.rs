@@ -2,7 +2,7 @@
 //!
 //! Three paths to the same HTTP application on loopback, measured
 //! interleaved so drift in the machine's load spreads over all of them:
-//! `direct`, `plain2` (two proxies without mesh TLS, as before issue 5) and
+//! `direct`, `plain2` (two proxies without mesh TLS) and
 //! `mtls2` (two proxies with mesh TLS, certified by the stand-in control
 //! plane of the `mtls_*` tests). Printed:
 //!

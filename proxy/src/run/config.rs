@@ -138,7 +138,7 @@ pub struct Config {
     pub outbound_addr: SocketAddr,
     /// `/metrics`, `/ready`, `/live`, `/shutdown`.
     pub admin_addr: SocketAddr,
-    /// Tap server address (served from issue 6 on; validated now).
+    /// Tap server address (validated; not served yet).
     pub tap_addr: SocketAddr,
     /// Destination ports forwarded as opaque TCP without detection.
     pub opaque_ports: PortSet,
@@ -154,7 +154,7 @@ pub struct Config {
     pub connect_timeout: Duration,
     /// The pod this proxy runs in (downward API), for later identity and tap use.
     pub pod: PodInfo,
-    /// Control-plane and identity settings used by mTLS (issue 5).
+    /// Control-plane and identity settings used by mTLS.
     pub identity: IdentityConfig,
     /// Threads serving connections (`WEFT_PROXY_CORES`): 1 runs the proxy on
     /// one single-threaded runtime, more on a work-stealing one.

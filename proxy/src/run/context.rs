@@ -3,7 +3,7 @@
 //! Each layer of the connection path (accept, detection, HTTP or TCP
 //! forwarding) reads this context; mesh TLS ([`crate::tls::mesh`]) fills in
 //! `tls`, `peer_identity` and `peer_labels` before the application protocol
-//! is served, and tap (issue 6) reads it for its events.
+//! is served; tap will read it for its events.
 
 use std::net::SocketAddr;
 

@@ -7,7 +7,7 @@
 //! export what happened; [`drain`] ends it all gracefully. Mesh TLS
 //! ([`crate::tls::mesh`]) slots in around detection: outbound it decides how
 //! [`connect`] dials, inbound it terminates the peer proxy's TLS before the
-//! application protocol is detected. Tap (issue 6) reads the context.
+//! application protocol is detected.
 
 pub mod accept;
 pub mod admin;
