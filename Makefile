@@ -22,7 +22,7 @@ fmt:
 	$(CARGO) fmt --all
 
 bench:
-	$(CARGO) bench -p weft-injector
+	$(CARGO) bench -p weft-core -p weft-injector
 
 # The demo: first the offline review (`weft inject` on the sample app, no
 # cluster needed), then the tutorial on the local cluster and its node

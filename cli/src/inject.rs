@@ -1,7 +1,7 @@
 //! `weft inject`: manual injection and patch review.
 //!
 //! Reads manifests (files, folders, stdin), injects every workload through
-//! the webhook's own planner (`weft_injector::plan`), so the CLI and the
+//! the planner the webhook uses (`weft_core::plan`), so the CLI and the
 //! cluster never disagree, and prints the objects (or, with `--patch`, each
 //! workload's JSON patch) on stdout and a report on stderr. Objects without
 //! a pod pass through unchanged, in their place.
@@ -20,7 +20,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use weft_injector::InjectorConfig;
+use weft_core::InjectorConfig;
 
 use self::apply::Injector;
 use self::read::Format;

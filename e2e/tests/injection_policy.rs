@@ -10,8 +10,8 @@ use common::{DEPLOYMENT, Env, container_names, contains, controller, injected, p
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use kube::Api;
 use serde_json::{Value, json};
+use weft_core::InjectorConfig;
 use weft_e2e::webhook::FailurePolicy;
-use weft_injector::InjectorConfig;
 
 /// 1. An annotated namespace: a Deployment's pods are injected exactly as
 /// the pure planner plans them for the pod the ReplicaSet asked for.
@@ -40,7 +40,7 @@ async fn deployment_pods_are_injected_as_the_planner_plans() {
     submitted["metadata"]["generateName"] = json!(format!("{rs_name}-"));
 
     let ns_annotations = BTreeMap::from([("weft.dev/inject".to_string(), "enabled".to_string())]);
-    let plan = weft_injector::plan(
+    let plan = weft_core::plan(
         &submitted,
         "meshed",
         &ns_annotations,

@@ -1,27 +1,22 @@
-//! weft's injector: decides whether a pod joins the mesh and builds the JSON
-//! patch that adds the `weft-init` step, the `weft-proxy` sidecar, the
-//! identity token volume and the review annotations.
+//! weft's injector: the mutating admission webhook server. It answers the
+//! API server's AdmissionReviews (`admission`) with the plan that
+//! `weft-core`'s pure planner makes for the pod: the `weft-init` step, the
+//! `weft-proxy` sidecar, the identity token volume and the review
+//! annotations.
 //!
-//! The policy (`decision`, `overrides`, `plan`) is pure: it reads a pod and its
-//! namespace's annotations and never touches the network, so the webhook
-//! server (`server`) and `weft inject` in the CLI share it and never disagree.
-//! Talking to the API server (the namespace watch cache, Events about
-//! injections) and serving HTTPS live in `namespaces`, `events`, `tls` and
-//! `server`.
+//! The policy lives in `weft-core`, which `weft inject` in the CLI shares, so
+//! the two never disagree; its modules are re-exported here under their old
+//! paths (`weft_injector::plan`, `weft_injector::config`, ...). This crate
+//! adds the I/O: the namespace watch cache (`namespaces`), Events about
+//! injections (`events`), the trust anchors file (`anchors`), and the HTTPS
+//! server (`server`, `tls`, `metrics`).
 
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
-pub mod config;
-pub mod containers;
-pub mod decision;
-pub mod digest;
-pub mod overrides;
-pub mod plan;
-pub mod ports;
-pub mod quantity;
-pub mod report;
-pub mod values;
+pub use weft_core::{
+    config, containers, decision, digest, overrides, plan, ports, quantity, report, values,
+};
 
 pub mod admission;
 pub mod anchors;
@@ -31,6 +26,5 @@ pub mod namespaces;
 pub mod server;
 pub mod tls;
 
-pub use config::InjectorConfig;
-pub use decision::{Decision, SkipReason};
-pub use plan::{Plan, PlanError, plan};
+// `plan` above names both the module and the function.
+pub use weft_core::{Decision, InjectorConfig, Plan, PlanError, SkipReason};

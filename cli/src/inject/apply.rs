@@ -6,8 +6,8 @@ use std::fmt;
 
 use serde_json::json;
 use serde_yaml::Value;
-use weft_injector::decision::INJECT_ANNOTATION;
-use weft_injector::{Decision, InjectorConfig, SkipReason};
+use weft_core::decision::INJECT_ANNOTATION;
+use weft_core::{Decision, InjectorConfig, SkipReason};
 
 use super::order::ordered_like;
 use super::workload::{Kind, Workload, classify, display_name, metadata_str};
@@ -242,13 +242,13 @@ impl Injector {
             Err(reason) => return skip(reason),
         };
         let annotations = self.namespace_annotations(namespace);
-        let plan = match weft_injector::plan(&pod, namespace, &annotations, &self.config) {
+        let plan = match weft_core::plan(&pod, namespace, &annotations, &self.config) {
             Ok(plan) => plan,
             Err(err) => return skip(err.to_string()),
         };
         match plan.decision {
             Decision::Inject { reasons } => Planned::Inject {
-                patch: weft_injector::plan::prefix_patch(&plan.patch, pod_pointer),
+                patch: weft_core::plan::prefix_patch(&plan.patch, pod_pointer),
                 object,
                 reasons: self.cli_reasons(reasons, namespace),
                 warnings: plan.warnings,

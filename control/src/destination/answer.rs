@@ -151,7 +151,7 @@ impl Answer {
 
 #[cfg(test)]
 mod tests {
-    use weft_injector::ports::PortList;
+    use weft_core::ports::PortList;
 
     use super::*;
     use crate::destination::endpoint::PodKey;

@@ -215,7 +215,7 @@ impl Drop for Subscription {
 mod tests {
     use std::time::Duration;
 
-    use weft_injector::ports::NamedPorts;
+    use weft_core::ports::NamedPorts;
 
     use super::*;
     use crate::destination::endpoint::{Endpoint, PodInfo, PodKey, PortAnnotations};

@@ -4,7 +4,7 @@
 //! opaque and skipped inbound ports.
 //!
 //! Port annotations use the injector's grammar and precedence
-//! (`weft_injector::ports`, the pod's value over its namespace's), so the
+//! (`weft_core::ports`, the pod's value over its namespace's), so the
 //! destination's idea of a pod matches what its proxy was injected with.
 
 use std::collections::BTreeMap;
@@ -12,9 +12,9 @@ use std::net::IpAddr;
 
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use weft_injector::config::PROXY_CONTAINER_NAME;
-use weft_injector::overrides::CONFIG_PREFIX;
-use weft_injector::ports::{NamedPorts, PortList};
+use weft_core::config::PROXY_CONTAINER_NAME;
+use weft_core::overrides::CONFIG_PREFIX;
+use weft_core::ports::{NamedPorts, PortList};
 
 use super::workload::{Controller, POD_TEMPLATE_HASH_LABEL, Workload};
 

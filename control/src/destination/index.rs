@@ -343,7 +343,7 @@ impl Index {
 mod tests {
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
     use k8s_openapi::jiff::Timestamp;
-    use weft_injector::ports::NamedPorts;
+    use weft_core::ports::NamedPorts;
 
     use super::*;
 

@@ -68,7 +68,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             trust_domain: "cluster.local".to_string(),
-            proxy_port: weft_injector::config::INBOUND_PORT,
+            proxy_port: weft_core::config::INBOUND_PORT,
             heartbeat: DEFAULT_HEARTBEAT,
             max_watches: DEFAULT_MAX_WATCHES,
             max_watches_per_client: DEFAULT_MAX_WATCHES_PER_CLIENT,

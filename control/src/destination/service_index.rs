@@ -212,7 +212,7 @@ mod tests {
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
     use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
     use serde_json::{Value, json};
-    use weft_injector::ports::NamedPorts;
+    use weft_core::ports::NamedPorts;
 
     use crate::destination::answer::Answer;
     use crate::destination::endpoint::{PodInfo, PodKey, PortAnnotations};

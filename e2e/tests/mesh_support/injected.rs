@@ -1,6 +1,6 @@
-//! What the injector gives a meshed pod, taken from the injector itself:
-//! the suite plans each pod with `weft_injector::plan`, applies the patch,
-//! and runs `weft-proxy init` with the `weft-init` container's arguments and
+//! What the injector gives a meshed pod, taken from its own planner: the
+//! suite plans each pod with `weft_core::plan`, applies the patch, and runs
+//! `weft-proxy init` with the `weft-init` container's arguments and
 //! `weft-proxy run` with the `weft-proxy` container's environment. The
 //! downward API's fields are filled in as the kubelet would; the token path
 //! is the one thing replaced (the rig has no projected volume). So a change
@@ -12,7 +12,7 @@ use std::net::Ipv4Addr;
 use std::path::Path;
 
 use serde_json::{Value, json};
-use weft_injector::{Decision, InjectorConfig, plan};
+use weft_core::{Decision, InjectorConfig, plan};
 
 use super::{APP_PORT, NAMESPACE, TRUST_DOMAIN, TestResult};
 

@@ -5,7 +5,7 @@
 //!
 //! Regenerate after an intended change, then review the diff:
 //!
-//!     WEFT_UPDATE_GOLDEN=1 cargo test -p weft-injector --test planner_golden
+//!     WEFT_UPDATE_GOLDEN=1 cargo test -p weft-core --test planner_golden
 
 mod planner_support;
 
@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use k8s_openapi::api::core::v1::Pod;
 use serde::Deserialize;
 use serde_json::Value;
-use weft_injector::{InjectorConfig, Plan, plan};
+use weft_core::{InjectorConfig, Plan, plan};
 
 use planner_support::{apply, container_names, contains, only_adds};
 
@@ -115,7 +115,7 @@ fn plans_match_golden_files() {
     }
     assert!(
         mismatches.is_empty(),
-        "{}\n\nIf the change is intended: WEFT_UPDATE_GOLDEN=1 cargo test -p weft-injector --test planner_golden",
+        "{}\n\nIf the change is intended: WEFT_UPDATE_GOLDEN=1 cargo test -p weft-core --test planner_golden",
         mismatches.join("\n")
     );
 }

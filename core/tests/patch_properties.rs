@@ -11,7 +11,7 @@ use proptest::collection::{btree_map, vec};
 use proptest::option;
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
-use weft_injector::{Decision, InjectorConfig, SkipReason, plan};
+use weft_core::{Decision, InjectorConfig, SkipReason, plan};
 
 use planner_support::{apply, container_names, contains, only_adds};
 

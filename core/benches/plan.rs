@@ -2,7 +2,7 @@
 //! a typical Deployment pod (the `deployment-pod` golden input) and a ~64 KB
 //! pod (many containers, env vars and annotations).
 //!
-//!     cargo bench -p weft-injector --bench plan
+//!     cargo bench -p weft-core --bench plan
 //!
 //! Target: under 100 µs for a typical pod.
 
@@ -11,7 +11,7 @@ use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use serde_json::{Value, json};
-use weft_injector::{InjectorConfig, plan};
+use weft_core::{InjectorConfig, plan};
 
 const TYPICAL: &str = include_str!("../tests/golden/deployment-pod.pod.json");
 
