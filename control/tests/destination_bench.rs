@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 use weft_control::destination::{
-    Answer, Cache, Config, DestinationState, Metrics, PodInfo, Target,
+    Cache, Config, DestinationState, Metrics, PodInfo, Target, answer,
 };
 
 use destination_support::{Server, pod};
@@ -72,7 +72,7 @@ fn lookups_on_one_thread(cache: &Cache, n: usize, seed: usize, answer: bool) -> 
             let addr = SocketAddr::new(pod_ip(i), 8080);
             let target = cache.lookup(addr.ip());
             meshed += if answer {
-                usize::from(Answer::for_target(addr, target.as_ref(), 4143).meshed)
+                usize::from(answer::for_target(addr, target.as_ref(), 4143).meshed)
             } else {
                 usize::from(matches!(target, Some(Target::Pod(e)) if e.meshed_on(addr.port())))
             };

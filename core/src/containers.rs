@@ -10,6 +10,7 @@ use crate::config::{
     INIT_CONTAINER_NAME, InjectorConfig, OUTBOUND_PORT, PROXY_CONTAINER_NAME, PROXY_UID, TAP_PORT,
 };
 use crate::overrides::Settings;
+use crate::proxy_env;
 use crate::quantity::Quantity;
 
 /// File name of the projected token inside the volume.
@@ -166,51 +167,51 @@ fn env(settings: &Settings, config: &InjectorConfig) -> Value {
     let value = |name: &str, value: &str| json!({"name": name, "value": value});
     let field = |name: &str, path: &str| json!({"name": name, "valueFrom": {"fieldRef": {"fieldPath": path}}});
     let mut env = vec![
-        value("WEFT_PROXY_LOG", &settings.proxy_log.value),
+        value(proxy_env::LOG, &settings.proxy_log.value),
         value(
-            "WEFT_PROXY_INBOUND_LISTEN_ADDR",
+            proxy_env::INBOUND_LISTEN_ADDR,
             &format!("0.0.0.0:{INBOUND_PORT}"),
         ),
         value(
-            "WEFT_PROXY_OUTBOUND_LISTEN_ADDR",
+            proxy_env::OUTBOUND_LISTEN_ADDR,
             &format!("127.0.0.1:{OUTBOUND_PORT}"),
         ),
         value(
-            "WEFT_PROXY_ADMIN_LISTEN_ADDR",
+            proxy_env::ADMIN_LISTEN_ADDR,
             &format!("0.0.0.0:{ADMIN_PORT}"),
         ),
-        value("WEFT_PROXY_TAP_LISTEN_ADDR", &format!("0.0.0.0:{TAP_PORT}")),
+        value(proxy_env::TAP_LISTEN_ADDR, &format!("0.0.0.0:{TAP_PORT}")),
     ];
     if !settings.opaque_ports.value.is_empty() {
         env.push(value(
-            "WEFT_PROXY_OPAQUE_PORTS",
+            proxy_env::OPAQUE_PORTS,
             &settings.opaque_ports.value.to_string(),
         ));
     }
     env.extend([
         value(
-            "WEFT_PROXY_SHUTDOWN_GRACE_PERIOD",
+            proxy_env::SHUTDOWN_GRACE_PERIOD,
             &config.shutdown_grace_period,
         ),
-        field("WEFT_PROXY_POD_NAME", "metadata.name"),
-        field("WEFT_PROXY_POD_NAMESPACE", "metadata.namespace"),
-        field("WEFT_PROXY_POD_IP", "status.podIP"),
-        field("WEFT_PROXY_SERVICE_ACCOUNT", "spec.serviceAccountName"),
-        field("WEFT_PROXY_NODE_NAME", "spec.nodeName"),
-        value("WEFT_PROXY_IDENTITY_TRUST_DOMAIN", &config.trust_domain),
+        field(proxy_env::POD_NAME, "metadata.name"),
+        field(proxy_env::POD_NAMESPACE, "metadata.namespace"),
+        field(proxy_env::POD_IP, "status.podIP"),
+        field(proxy_env::SERVICE_ACCOUNT, "spec.serviceAccountName"),
+        field(proxy_env::NODE_NAME, "spec.nodeName"),
+        value(proxy_env::IDENTITY_TRUST_DOMAIN, &config.trust_domain),
         value(
-            "WEFT_PROXY_IDENTITY_TOKEN_FILE",
+            proxy_env::IDENTITY_TOKEN_FILE,
             &format!("{IDENTITY_MOUNT_PATH}/{TOKEN_FILE}"),
         ),
-        value("WEFT_PROXY_IDENTITY_ADDR", &config.identity_addr),
-        value("WEFT_PROXY_DESTINATION_ADDR", &config.destination_addr),
-        value("WEFT_PROXY_TAP_CLIENT_ID", &config.tap_client_id),
+        value(proxy_env::IDENTITY_ADDR, &config.identity_addr),
+        value(proxy_env::DESTINATION_ADDR, &config.destination_addr),
+        value(proxy_env::TAP_CLIENT_ID, &config.tap_client_id),
     ]);
     if let Some(pem) = &config.trust_anchors_pem {
-        env.push(value("WEFT_PROXY_TRUST_ANCHORS", pem));
+        env.push(value(proxy_env::TRUST_ANCHORS, pem));
     }
     if settings.require_identity.value {
-        env.push(value("WEFT_PROXY_INBOUND_REQUIRE_IDENTITY", "true"));
+        env.push(value(proxy_env::INBOUND_REQUIRE_IDENTITY, "true"));
     }
     Value::Array(env)
 }

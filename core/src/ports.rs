@@ -9,6 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
+#[cfg(feature = "planner")]
 use k8s_openapi::api::core::v1::PodSpec;
 use serde::{Serialize, Serializer};
 
@@ -80,6 +81,7 @@ pub struct NamedPorts {
 
 impl NamedPorts {
     /// Collects the named TCP ports of every container and init container.
+    #[cfg(feature = "planner")]
     pub fn from_spec(spec: &PodSpec) -> Self {
         let mut by_name: BTreeMap<String, BTreeSet<u16>> = BTreeMap::new();
         let containers = spec

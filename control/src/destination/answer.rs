@@ -8,8 +8,6 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
-use serde::{Deserialize, Serialize};
-
 use super::endpoint::Endpoint;
 use super::error::DestinationError;
 use super::index::Target;
@@ -41,111 +39,67 @@ fn shorten(text: &str) -> String {
     }
 }
 
-/// The Service a ClusterIP belongs to.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ServiceRef {
-    /// The Service's name.
-    pub name: String,
-    /// Its namespace.
-    pub namespace: String,
+pub use weft_core::destination::{Answer, ServiceRef};
+
+/// The answer for `addr` given what (if anything) answers for its IP.
+pub fn for_target(addr: SocketAddr, target: Option<&Target>, proxy_port: u16) -> Answer {
+    match target {
+        None => for_pod(addr, None, proxy_port),
+        Some(Target::Pod(endpoint)) => for_pod(addr, Some(endpoint), proxy_port),
+        Some(Target::Service(view)) => for_service(addr, view, proxy_port),
+    }
 }
 
-/// What destination says about one address.
-///
-/// For an address no pod has, only `addr` and `meshed: false`. For a pod's
-/// address, also `opaque` and `labels`; and when the pod is meshed on that
-/// port, `identity` and `proxy_port`. For a Service's ClusterIP, `meshed:
-/// false` (nothing terminates mesh TLS on a ClusterIP), `service`, `labels`
-/// naming the Service, and `endpoints`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Answer {
-    /// The address asked about, canonical (`10.0.0.5:80`, `[fd00::5]:80`).
-    pub addr: String,
-    /// A proxy is there and terminates mesh TLS on this port.
-    pub meshed: bool,
-    /// The SPIFFE identity the peer must present, when meshed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub identity: Option<String>,
-    /// Traffic to this port skips protocol detection.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub opaque: Option<bool>,
-    /// The peer proxy's inbound port, when meshed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub proxy_port: Option<u16>,
-    /// The Service whose ClusterIP the address is.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub service: Option<ServiceRef>,
-    /// Metric labels for the peer (`dst_namespace`, `dst_pod`, ...; for a
-    /// Service, `dst_namespace` and `dst_service`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub labels: Option<BTreeMap<String, String>>,
-    /// For a Service, the answer for each ready endpoint of the port asked
-    /// about, sorted by address; never nested further.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub endpoints: Option<Vec<Answer>>,
-}
-
-impl Answer {
-    /// The answer for `addr` given what (if anything) answers for its IP.
-    pub fn for_target(addr: SocketAddr, target: Option<&Target>, proxy_port: u16) -> Self {
-        match target {
-            None => Answer::new(addr, None, proxy_port),
-            Some(Target::Pod(endpoint)) => Answer::new(addr, Some(endpoint), proxy_port),
-            Some(Target::Service(view)) => Answer::service(addr, view, proxy_port),
-        }
-    }
-
-    /// The answer for `addr` given the endpoint (if any) that has its IP.
-    pub fn new(addr: SocketAddr, endpoint: Option<&Endpoint>, proxy_port: u16) -> Self {
-        let Some(endpoint) = endpoint else {
-            return Answer {
-                addr: addr.to_string(),
-                meshed: false,
-                identity: None,
-                opaque: None,
-                proxy_port: None,
-                service: None,
-                labels: None,
-                endpoints: None,
-            };
-        };
-        let meshed = endpoint.meshed_on(addr.port());
-        Answer {
-            addr: addr.to_string(),
-            meshed,
-            identity: endpoint.identity.clone().filter(|_| meshed),
-            opaque: Some(endpoint.opaque_on(addr.port())),
-            proxy_port: meshed.then_some(proxy_port),
-            service: None,
-            labels: Some(endpoint.labels.clone()),
-            endpoints: None,
-        }
-    }
-
-    /// The answer for `addr`, a ClusterIP of the Service `view` shows.
-    pub fn service(addr: SocketAddr, view: &ServiceView, proxy_port: u16) -> Self {
-        let service = &view.service;
-        let endpoints = view
-            .endpoints(addr.port())
-            .iter()
-            .map(|e| Answer::new(e.addr, e.pod.as_deref(), proxy_port))
-            .collect();
-        Answer {
+/// The answer for `addr` given the endpoint (if any) that has its IP.
+pub fn for_pod(addr: SocketAddr, endpoint: Option<&Endpoint>, proxy_port: u16) -> Answer {
+    let Some(endpoint) = endpoint else {
+        return Answer {
             addr: addr.to_string(),
             meshed: false,
             identity: None,
             opaque: None,
             proxy_port: None,
-            service: Some(ServiceRef {
-                name: service.name.clone(),
-                namespace: service.namespace.clone(),
-            }),
-            labels: Some(BTreeMap::from([
-                ("dst_namespace".to_string(), service.namespace.clone()),
-                ("dst_service".to_string(), service.name.clone()),
-            ])),
-            endpoints: Some(endpoints),
-        }
+            service: None,
+            labels: None,
+            endpoints: None,
+        };
+    };
+    let meshed = endpoint.meshed_on(addr.port());
+    Answer {
+        addr: addr.to_string(),
+        meshed,
+        identity: endpoint.identity.clone().filter(|_| meshed),
+        opaque: Some(endpoint.opaque_on(addr.port())),
+        proxy_port: meshed.then_some(proxy_port),
+        service: None,
+        labels: Some(endpoint.labels.clone()),
+        endpoints: None,
+    }
+}
+
+/// The answer for `addr`, a ClusterIP of the Service `view` shows.
+pub fn for_service(addr: SocketAddr, view: &ServiceView, proxy_port: u16) -> Answer {
+    let service = &view.service;
+    let endpoints = view
+        .endpoints(addr.port())
+        .iter()
+        .map(|e| for_pod(e.addr, e.pod.as_deref(), proxy_port))
+        .collect();
+    Answer {
+        addr: addr.to_string(),
+        meshed: false,
+        identity: None,
+        opaque: None,
+        proxy_port: None,
+        service: Some(ServiceRef {
+            name: service.name.clone(),
+            namespace: service.namespace.clone(),
+        }),
+        labels: Some(BTreeMap::from([
+            ("dst_namespace".to_string(), service.namespace.clone()),
+            ("dst_service".to_string(), service.name.clone()),
+        ])),
+        endpoints: Some(endpoints),
     }
 }
 
@@ -218,7 +172,7 @@ mod tests {
 
     #[test]
     fn an_unknown_address_is_just_unmeshed() {
-        let answer = Answer::new(addr("10.0.0.9:80"), None, 4143);
+        let answer = for_pod(addr("10.0.0.9:80"), None, 4143);
         assert_eq!(
             serde_json::to_value(&answer).expect("json"),
             serde_json::json!({"addr": "10.0.0.9:80", "meshed": false})
@@ -227,7 +181,7 @@ mod tests {
 
     #[test]
     fn a_meshed_pod_gives_identity_port_and_labels() {
-        let answer = Answer::new(addr("10.0.0.5:3306"), Some(&endpoint(true)), 4143);
+        let answer = for_pod(addr("10.0.0.5:3306"), Some(&endpoint(true)), 4143);
         assert_eq!(
             serde_json::to_value(&answer).expect("json"),
             serde_json::json!({
@@ -244,7 +198,7 @@ mod tests {
     #[test]
     fn a_skipped_inbound_port_or_an_unmeshed_pod_gets_no_identity() {
         for (meshed, port) in [(true, 25), (false, 80)] {
-            let answer = Answer::new(
+            let answer = for_pod(
                 addr(&format!("10.0.0.5:{port}")),
                 Some(&endpoint(meshed)),
                 4143,
@@ -284,7 +238,7 @@ mod tests {
             .into(),
             cut: 0,
         };
-        let answer = Answer::service(addr("10.96.0.10:80"), &view, 4143);
+        let answer = for_service(addr("10.96.0.10:80"), &view, 4143);
         assert_eq!(
             serde_json::to_string(&answer).expect("json"),
             concat!(
@@ -302,14 +256,14 @@ mod tests {
             serde_json::from_str(&serde_json::to_string(&answer).expect("json")).expect("parses");
         assert_eq!(back, answer);
         // A port the Service does not have: the Service, and no endpoints.
-        let other = Answer::service(addr("10.96.0.10:81"), &view, 4143);
+        let other = for_service(addr("10.96.0.10:81"), &view, 4143);
         assert_eq!(other.endpoints, Some(Vec::new()));
         assert!(other.service.is_some());
     }
 
     #[test]
     fn round_trips_through_json() {
-        let answer = Answer::new(addr("10.0.0.5:80"), Some(&endpoint(true)), 4143);
+        let answer = for_pod(addr("10.0.0.5:80"), Some(&endpoint(true)), 4143);
         let text = serde_json::to_string(&answer).expect("json");
         let back: Answer = serde_json::from_str(&text).expect("parses");
         assert_eq!(back, answer);

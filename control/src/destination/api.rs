@@ -22,7 +22,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use super::Config;
-use super::answer::{Answer, parse_addr};
+use super::answer::{self, Answer, parse_addr};
 use super::cache::Cache;
 use super::error::DestinationError;
 use super::metrics::{LookupResult, Metrics};
@@ -86,7 +86,7 @@ impl DestinationState {
 
     fn answer(&self, addr: SocketAddr) -> Answer {
         let target = self.cache.lookup(addr.ip());
-        Answer::for_target(addr, target.as_ref(), self.config.proxy_port)
+        answer::for_target(addr, target.as_ref(), self.config.proxy_port)
     }
 
     fn count(&self, answer: &Answer) {
@@ -177,7 +177,7 @@ async fn watch_addr(
         .inspect_err(|error| state.refused(error))?;
     // Subscribe before reading the first answer so no change falls between.
     let mut subscription = state.cache.subscribe(addr.ip());
-    let first = Answer::for_target(
+    let first = answer::for_target(
         addr,
         subscription.current().as_ref(),
         state.config.proxy_port,

@@ -214,7 +214,7 @@ mod tests {
     use serde_json::{Value, json};
     use weft_core::ports::NamedPorts;
 
-    use crate::destination::answer::Answer;
+    use crate::destination::answer;
     use crate::destination::endpoint::{PodInfo, PodKey, PortAnnotations};
     use crate::destination::index::{Index, Target};
     use crate::destination::slice::SERVICE_NAME_LABEL;
@@ -344,7 +344,7 @@ mod tests {
 
     fn answer(index: &Index, addr: &str) -> Value {
         let addr: SocketAddr = addr.parse().expect("test addr");
-        let answer = Answer::for_target(addr, index.target(addr.ip()).as_ref(), 4143);
+        let answer = answer::for_target(addr, index.target(addr.ip()).as_ref(), 4143);
         serde_json::to_value(answer).expect("json")
     }
 

@@ -13,7 +13,7 @@ use axum::body::{Body, Bytes};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::answer::Answer;
+use super::answer::{self, Answer};
 use super::cache::Subscription;
 use super::error::DestinationError;
 use super::metrics::{Metrics, Refusal};
@@ -191,7 +191,7 @@ impl WatchState {
                 _ = shutdown.wait_for(|closed| *closed) => return None,
                 () = subscription.changed() => {
                     let target = subscription.current();
-                    let answer = Answer::for_target(*addr, target.as_ref(), *proxy_port);
+                    let answer = answer::for_target(*addr, target.as_ref(), *proxy_port);
                     // Changes that do not change this answer (another
                     // port's annotation or endpoints, a status update)
                     // send nothing.

@@ -8,7 +8,6 @@ use std::net::SocketAddr;
 use std::str::FromStr;
 use std::sync::Arc;
 
-use serde::Deserialize;
 use weft_certs::SpiffeId;
 
 /// At most this many `dst_*` labels are kept from one answer.
@@ -19,63 +18,9 @@ pub const MAX_LABEL_VALUE: usize = 253;
 /// (destination sends at most as many).
 pub const MAX_ENDPOINTS: usize = 1_000;
 
-/// The JSON destination answers with (fields the proxy does not use, such
-/// as `addr` and `proxy_port`, are ignored).
-#[derive(Debug, Clone, Deserialize)]
-pub struct Answer {
-    /// A proxy is there and terminates mesh TLS on this port.
-    pub meshed: bool,
-    /// The SPIFFE identity the peer must present, when meshed.
-    #[serde(default)]
-    pub identity: Option<String>,
-    /// Traffic to this port skips protocol detection.
-    #[serde(default)]
-    pub opaque: Option<bool>,
-    /// Metric labels for the peer (`dst_namespace`, `dst_pod`, ...).
-    #[serde(default)]
-    pub labels: Option<BTreeMap<String, String>>,
-    /// The address is a Service's ClusterIP: the Service it belongs to.
-    #[serde(default)]
-    pub service: Option<ServiceRef>,
-    /// For a Service, its ready endpoints, each answered as a pod address.
-    #[serde(default)]
-    pub endpoints: Option<Vec<EndpointAnswer>>,
-}
-
-/// The Service a ClusterIP belongs to.
-#[derive(Debug, Clone, Deserialize)]
-pub struct ServiceRef {
-    /// The Service's name.
-    pub name: String,
-    /// Its namespace.
-    pub namespace: String,
-}
-
-/// One endpoint of a Service answer: a pod address's answer and its address.
-#[derive(Debug, Clone, Deserialize)]
-pub struct EndpointAnswer {
-    /// The endpoint, `IP:PORT`.
-    pub addr: String,
-    /// The rest of the answer for that address.
-    #[serde(flatten)]
-    pub answer: PodAnswer,
-}
-
-/// The per-address part of an answer (what a pod address gets).
-#[derive(Debug, Clone, Deserialize)]
-pub struct PodAnswer {
-    /// A proxy is there and terminates mesh TLS on this port.
-    pub meshed: bool,
-    /// The SPIFFE identity the peer must present, when meshed.
-    #[serde(default)]
-    pub identity: Option<String>,
-    /// Traffic to this port skips protocol detection.
-    #[serde(default)]
-    pub opaque: Option<bool>,
-    /// Metric labels for the peer.
-    #[serde(default)]
-    pub labels: Option<BTreeMap<String, String>>,
-}
+/// The JSON destination answers with, as weft-control writes it (fields
+/// the proxy does not use, such as `addr` and `proxy_port`, are ignored).
+pub use weft_core::destination::Answer;
 
 /// What the proxy does with an address.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -184,16 +129,16 @@ impl Resolution {
     }
 }
 
-fn endpoint(e: &EndpointAnswer, trust_domain: &str) -> Result<Endpoint, AnswerError> {
+fn endpoint(e: &Answer, trust_domain: &str) -> Result<Endpoint, AnswerError> {
     let addr = e
         .addr
         .parse::<SocketAddr>()
         .map_err(|_| AnswerError::BadAddr(e.addr.chars().take(64).collect()))?;
     Ok(Endpoint {
         addr: SocketAddr::new(addr.ip().to_canonical(), addr.port()),
-        identity: identity(e.answer.meshed, e.answer.identity.as_deref(), trust_domain)?,
-        opaque: e.answer.opaque.unwrap_or(false),
-        labels: labels(e.answer.labels.clone()),
+        identity: identity(e.meshed, e.identity.as_deref(), trust_domain)?,
+        opaque: e.opaque.unwrap_or(false),
+        labels: labels(e.labels.clone()),
     })
 }
 

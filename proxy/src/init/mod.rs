@@ -19,27 +19,30 @@ pub use error::InitError;
 pub use ports::{PortList, PortListError, PortRange};
 pub use rules::{ExistingJumps, Redirect};
 
+// The defaults are the pod contract's (the injector writes the same).
+use weft_core::config;
+
 /// The arguments of `weft-proxy init`, exactly as docs/architecture.md lists them.
 #[derive(Debug, Clone, clap::Args)]
 pub struct InitArgs {
     /// Packets from this UID are never redirected (the proxy's own traffic).
-    #[arg(long, default_value_t = 2102)]
+    #[arg(long, default_value_t = u32::from(config::PROXY_UID))]
     pub proxy_uid: u32,
 
     /// Where inbound TCP is redirected.
-    #[arg(long, default_value_t = 4143, value_parser = clap::value_parser!(u16).range(1..))]
+    #[arg(long, default_value_t = config::INBOUND_PORT, value_parser = clap::value_parser!(u16).range(1..))]
     pub inbound_port: u16,
 
     /// Where outbound TCP is redirected.
-    #[arg(long, default_value_t = 4140, value_parser = clap::value_parser!(u16).range(1..))]
+    #[arg(long, default_value_t = config::OUTBOUND_PORT, value_parser = clap::value_parser!(u16).range(1..))]
     pub outbound_port: u16,
 
     /// Inbound to this port is never redirected (the proxy's admin server).
-    #[arg(long, default_value_t = 4191, value_parser = clap::value_parser!(u16).range(1..))]
+    #[arg(long, default_value_t = config::ADMIN_PORT, value_parser = clap::value_parser!(u16).range(1..))]
     pub admin_port: u16,
 
     /// Inbound to this port is never redirected (the proxy's tap server).
-    #[arg(long, default_value_t = 4190, value_parser = clap::value_parser!(u16).range(1..))]
+    #[arg(long, default_value_t = config::TAP_PORT, value_parser = clap::value_parser!(u16).range(1..))]
     pub tap_port: u16,
 
     /// Inbound to these ports bypasses the proxy: ports and ranges, `25,8000-8100`.

@@ -12,7 +12,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use super::detect::Timeouts;
-use super::ports::PortSet;
+use weft_core::ports::PortList;
 
 /// A source of configuration variables.
 pub trait Env {
@@ -79,53 +79,9 @@ pub enum ConfigError {
     },
 }
 
+use weft_core::config::{ADMIN_PORT, INBOUND_PORT, OUTBOUND_PORT, TAP_PORT};
 /// Variable names, in the order docs/architecture.md lists them.
-pub mod vars {
-    /// Tracing filter.
-    pub const LOG: &str = "WEFT_PROXY_LOG";
-    /// Inbound listener.
-    pub const INBOUND_LISTEN_ADDR: &str = "WEFT_PROXY_INBOUND_LISTEN_ADDR";
-    /// Outbound listener.
-    pub const OUTBOUND_LISTEN_ADDR: &str = "WEFT_PROXY_OUTBOUND_LISTEN_ADDR";
-    /// Admin listener.
-    pub const ADMIN_LISTEN_ADDR: &str = "WEFT_PROXY_ADMIN_LISTEN_ADDR";
-    /// Tap listener.
-    pub const TAP_LISTEN_ADDR: &str = "WEFT_PROXY_TAP_LISTEN_ADDR";
-    /// Ports that skip protocol detection.
-    pub const OPAQUE_PORTS: &str = "WEFT_PROXY_OPAQUE_PORTS";
-    /// Drain time after SIGTERM.
-    pub const SHUTDOWN_GRACE_PERIOD: &str = "WEFT_PROXY_SHUTDOWN_GRACE_PERIOD";
-    /// Downward API: pod name.
-    pub const POD_NAME: &str = "WEFT_PROXY_POD_NAME";
-    /// Downward API: pod namespace.
-    pub const POD_NAMESPACE: &str = "WEFT_PROXY_POD_NAMESPACE";
-    /// Downward API: pod IP.
-    pub const POD_IP: &str = "WEFT_PROXY_POD_IP";
-    /// Downward API: service account.
-    pub const SERVICE_ACCOUNT: &str = "WEFT_PROXY_SERVICE_ACCOUNT";
-    /// Downward API: node name.
-    pub const NODE_NAME: &str = "WEFT_PROXY_NODE_NAME";
-    /// SPIFFE trust domain.
-    pub const IDENTITY_TRUST_DOMAIN: &str = "WEFT_PROXY_IDENTITY_TRUST_DOMAIN";
-    /// Projected service-account token.
-    pub const IDENTITY_TOKEN_FILE: &str = "WEFT_PROXY_IDENTITY_TOKEN_FILE";
-    /// Identity service address.
-    pub const IDENTITY_ADDR: &str = "WEFT_PROXY_IDENTITY_ADDR";
-    /// Destination service address.
-    pub const DESTINATION_ADDR: &str = "WEFT_PROXY_DESTINATION_ADDR";
-    /// The identity tap accepts.
-    pub const TAP_CLIENT_ID: &str = "WEFT_PROXY_TAP_CLIENT_ID";
-    /// Mesh trust anchors (PEM).
-    pub const TRUST_ANCHORS: &str = "WEFT_PROXY_TRUST_ANCHORS";
-    /// Refuse inbound connections that are not mesh TLS (`true`/`false`).
-    pub const INBOUND_REQUIRE_IDENTITY: &str = "WEFT_PROXY_INBOUND_REQUIRE_IDENTITY";
-    /// Threads that serve connections (default 1: one single-threaded runtime).
-    pub const CORES: &str = "WEFT_PROXY_CORES";
-    /// Tests and benchmarks only: inbound target instead of `SO_ORIGINAL_DST`.
-    pub const INBOUND_FIXED_TARGET: &str = "WEFT_PROXY_INBOUND_FIXED_TARGET";
-    /// Tests and benchmarks only: outbound target instead of `SO_ORIGINAL_DST`.
-    pub const OUTBOUND_FIXED_TARGET: &str = "WEFT_PROXY_OUTBOUND_FIXED_TARGET";
-}
+pub use weft_core::proxy_env as vars;
 
 /// Everything `weft-proxy run` reads at start.
 #[derive(Debug, Clone)]
@@ -141,7 +97,7 @@ pub struct Config {
     /// Tap server address (validated; not served yet).
     pub tap_addr: SocketAddr,
     /// Destination ports forwarded as opaque TCP without detection.
-    pub opaque_ports: PortSet,
+    pub opaque_ports: PortList,
     /// How long in-flight work may run after SIGTERM.
     pub shutdown_grace: Duration,
     /// Where a connection goes; the real default is `SO_ORIGINAL_DST`.
@@ -227,9 +183,9 @@ impl Config {
         };
         let opaque_ports = match env.var(vars::OPAQUE_PORTS)? {
             Some(text) => {
-                PortSet::parse(&text).map_err(|e| invalid(vars::OPAQUE_PORTS, &text, e))?
+                PortList::parse(&text, None).map_err(|e| invalid(vars::OPAQUE_PORTS, &text, e))?
             }
-            None => PortSet::default(),
+            None => PortList::default(),
         };
         let shutdown_grace = match env.var(vars::SHUTDOWN_GRACE_PERIOD)? {
             Some(text) => parse_duration(&text)
@@ -281,10 +237,10 @@ impl Config {
         };
         Ok(Self {
             log,
-            inbound_addr: addr(env, vars::INBOUND_LISTEN_ADDR, "0.0.0.0:4143")?,
-            outbound_addr: addr(env, vars::OUTBOUND_LISTEN_ADDR, "127.0.0.1:4140")?,
-            admin_addr: addr(env, vars::ADMIN_LISTEN_ADDR, "0.0.0.0:4191")?,
-            tap_addr: addr(env, vars::TAP_LISTEN_ADDR, "0.0.0.0:4190")?,
+            inbound_addr: addr(env, vars::INBOUND_LISTEN_ADDR, any(INBOUND_PORT))?,
+            outbound_addr: addr(env, vars::OUTBOUND_LISTEN_ADDR, loopback(OUTBOUND_PORT))?,
+            admin_addr: addr(env, vars::ADMIN_LISTEN_ADDR, any(ADMIN_PORT))?,
+            tap_addr: addr(env, vars::TAP_LISTEN_ADDR, any(TAP_PORT))?,
             opaque_ports,
             shutdown_grace,
             inbound_target: target(env, vars::INBOUND_FIXED_TARGET)?,
@@ -323,10 +279,26 @@ fn invalid(name: &'static str, value: &str, reason: impl ToString) -> ConfigErro
     }
 }
 
-fn addr(env: &impl Env, name: &'static str, default: &str) -> Result<SocketAddr, ConfigError> {
-    let text = env.var(name)?.unwrap_or_else(|| default.to_owned());
+fn addr(
+    env: &impl Env,
+    name: &'static str,
+    default: SocketAddr,
+) -> Result<SocketAddr, ConfigError> {
+    let Some(text) = env.var(name)? else {
+        return Ok(default);
+    };
     text.parse()
         .map_err(|_| invalid(name, &text, "expected ip:port, e.g. 0.0.0.0:4143"))
+}
+
+/// `0.0.0.0:port`: a listener every pod address reaches.
+fn any(port: u16) -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], port))
+}
+
+/// `127.0.0.1:port`: the outbound listener, reached only through the redirect.
+fn loopback(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
 }
 
 fn target(env: &impl Env, name: &'static str) -> Result<Target, ConfigError> {

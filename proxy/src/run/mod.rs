@@ -21,7 +21,6 @@ pub mod drain;
 pub mod http;
 pub mod io;
 pub mod metrics;
-pub mod ports;
 pub mod tcp;
 
 use std::io as stdio;
@@ -35,7 +34,7 @@ pub use config::{Config, ConfigError, Env, ProcessEnv, Target};
 use context::Direction;
 use drain::Drain;
 use metrics::Metrics;
-use ports::PortSet;
+use weft_core::ports::PortList;
 
 use crate::identity::MeshSettings;
 use crate::tls::Mesh;
@@ -75,7 +74,7 @@ pub enum RunError {
 pub struct Shared {
     metrics: Arc<Metrics>,
     drain: Drain,
-    opaque_ports: PortSet,
+    opaque_ports: PortList,
     detect_timeouts: detect::Timeouts,
     connect_timeout: Duration,
     /// Identity and mesh TLS; `None` when the pod has no trust anchors.
